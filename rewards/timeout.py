@@ -1,0 +1,153 @@
+"""Hard time limits for reward code that may hang, on any thread, in any process.
+
+math-verify's own timeout uses SIGALRM, which only works on the main thread, and
+some hangs happen inside C (sympy evaluating ``10^{10^{10}}`` is one long integer
+power) where no Python-level interrupt reaches. So bounded calls run in a small
+pool of persistent helper processes (one per concurrent caller), which are killed
+and replaced when a call overruns. The helpers are plain ``subprocess`` children,
+so this also works inside daemonic worker processes and needs no ``__main__`` guard.
+
+A round trip costs tens of microseconds, far below the cost of the checks it guards.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+DEFAULT_TIMEOUT = 5.0
+
+_HEADER = struct.Struct("<Q")
+
+
+class CallTimeout(TimeoutError):
+    """A bounded call ran past its time limit (its helper process was killed)."""
+
+
+def _write_msg(fd: int, payload: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise CallTimeout
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("helper process exited")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_msg(fd: int, deadline: float | None) -> bytes:
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    return _read_exact(fd, size, deadline)
+
+
+class _Helper:
+    """One helper process running :func:`_serve` on its stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from thinkgym.rewards.timeout import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+
+    def call(self, fn: Callable, args: tuple, kwargs: dict, timeout: float) -> Any:
+        _write_msg(self.proc.stdin.fileno(), pickle.dumps((fn, args, kwargs)))
+        ok, value = pickle.loads(_read_msg(self.proc.stdout.fileno(), time.monotonic() + timeout))
+        if not ok:
+            raise value
+        return value
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+_idle: list[_Helper] = []
+_lock = threading.Lock()
+_owner_pid = os.getpid()
+
+
+def call_with_timeout(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
+    """Return ``fn(*args, **kwargs)``, computed in a helper process.
+
+    ``fn`` must be importable by reference (a module-level function). Raises
+    :class:`CallTimeout` if the call takes longer than ``timeout`` seconds, and
+    re-raises any exception ``fn`` raised. Safe to call from any thread.
+    """
+    global _owner_pid
+    with _lock:
+        if _owner_pid != os.getpid():  # forked: the parent's helpers are not ours
+            _idle.clear()
+            _owner_pid = os.getpid()
+        helper = _idle.pop() if _idle else None
+    if helper is None:
+        helper = _Helper()
+    try:
+        result = helper.call(fn, args, kwargs, timeout)
+    except (CallTimeout, EOFError, OSError):
+        helper.kill()
+        raise
+    except BaseException:
+        with _lock:
+            _idle.append(helper)
+        raise
+    with _lock:
+        _idle.append(helper)
+    return result
+
+
+@atexit.register
+def _shutdown() -> None:
+    with _lock:
+        for helper in _idle if _owner_pid == os.getpid() else ():
+            helper.kill()
+        _idle.clear()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # A call stuck in C never reads the closed stdin: watch the parent instead.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _serve() -> None:
+    """Helper loop: read (fn, args, kwargs), reply (ok, value) until stdin closes."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    sys.stdout = sys.stderr  # stray prints from checked code must not corrupt the channel
+    while True:
+        try:
+            fn, args, kwargs = pickle.loads(_read_msg(stdin, None))
+        except EOFError:
+            return
+        try:
+            reply = (True, fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller
+            reply = (False, exc)
+        try:
+            payload = pickle.dumps(reply)
+        except Exception as exc:  # noqa: BLE001
+            payload = pickle.dumps((False, TypeError(f"unpicklable result: {exc}")))
+        _write_msg(stdout, payload)

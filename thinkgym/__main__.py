@@ -1,0 +1,5 @@
+import sys
+
+from thinkgym.cli import main
+
+sys.exit(main())

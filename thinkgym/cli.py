@@ -1,0 +1,174 @@
+"""The ``thinkgym`` command line.
+
+Bad input (unknown ids, missing files, malformed rows) ends with a one-line
+error and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from thinkgym.envs import EnvError, list_envs, make
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["size=10", "difficulty={digits: 3}"]`` -> kwargs; values are YAML scalars/maps."""
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"cannot parse the value of {key}: {exc}") from None
+    return kwargs
+
+
+def make_env(env_id: str, args: Sequence[str]):
+    try:
+        return make(env_id, **parse_assignments(args))
+    except TypeError as exc:  # an option the env's constructor does not take
+        raise UsageError(f"{env_id}: {exc}") from None
+
+
+def print_table(rows: list[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [list(map(str, header))] + [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for i, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# -- commands ---------------------------------------------------------------------------
+def cmd_envs_list(args: argparse.Namespace) -> None:
+    print_table(list(list_envs().items()), ["id", "registered by"])
+
+
+def cmd_envs_show(args: argparse.Namespace) -> None:
+    env = make_env(args.id, args.arg)
+    base = env.unwrapped
+    obs, info = env.reset(seed=args.seed)
+    print(f"{args.id}: {len(base.tasks)} tasks, prompt style {base.style!r}, max_turns {base.max_turns}")
+    print(f"\nExample prompt (task {info['task_id']}):")
+    if isinstance(obs, str):
+        print(obs)
+    else:
+        for message in obs:
+            print(f"[{message['role']}]\n{message['content']}")
+    print("\nReward components:")
+    print_table([(r.name, getattr(r.fn, "__name__", repr(r.fn)), r.weight) for r in base.rewards],
+                ["name", "function", "weight"])
+
+
+def read_completions(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UsageError(f"completions file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("completion"), str) or "task_id" not in row:
+            raise UsageError(f"{path}:{number}: each row needs \"task_id\" and a string \"completion\"")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no completions")
+    return rows
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    env = make_env(args.env, args.arg)
+    base = env.unwrapped
+    path = Path(args.completions)
+    rows = read_completions(path)
+    tasks = []
+    for number, row in enumerate(rows, 1):
+        try:
+            tasks.append(base.task_by_id(row["task_id"]))
+        except EnvError as exc:
+            raise UsageError(f"{path}: row {number}: {exc} in {args.env}") from None
+    scored = base.score_many([r["completion"] for r in rows], tasks, workers=args.workers)
+    out = Path(args.out) if args.out else path.with_name(path.stem + ".scored.jsonl")
+    with out.open("w", encoding="utf-8") as f:
+        for row, result in zip(rows, scored):
+            f.write(json.dumps({"task_id": row["task_id"], "reward": result.reward, "rewards": result.rewards,
+                                "reasons": result.reasons}) + "\n")
+    n = len(scored)
+    table = [("reward (total)", sum(s.reward for s in scored) / n, sum(s.reward > 0 for s in scored) / n)]
+    for r in base.rewards:
+        values = [s.rewards[r.name] for s in scored]
+        table.append((f"{r.name} (x{r.weight:g})", sum(values) / n, sum(v > 0 for v in values) / n))
+    print(f"Scored {n} completions of {args.env}\n")
+    print_table(table, ["component", "mean", "fraction > 0"])
+    first = base.rewards[0].name
+    reasons = collections.Counter(s.reasons[first] for s in scored)
+    print(f"\nReasons ({first}):")
+    print_table(reasons.most_common(10), ["reason", "count"])
+    print(f"\nPer-row rewards and reasons: {out}")
+
+
+def cmd_sandbox_info(args: argparse.Namespace) -> None:
+    from thinkgym.rewards.sandbox import isolation_info
+    info = isolation_info()
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key.ljust(width)}  {value}")
+
+
+# -- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thinkgym", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    envs = commands.add_parser("envs", help="list and inspect environments").add_subparsers(dest="envs_command", required=True)
+    envs.add_parser("list", help="registered environment ids").set_defaults(run=cmd_envs_list)
+    show = envs.add_parser("show", help="an example prompt and the reward components")
+    show.add_argument("id")
+    show.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE", help="env option (repeatable)")
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(run=cmd_envs_show)
+
+    score = commands.add_parser("score", help="score completions offline")
+    score.add_argument("--env", required=True, help="environment id")
+    score.add_argument("--completions", required=True, help='JSONL rows {"task_id": ..., "completion": ...}')
+    score.add_argument("--out", help="per-row results (default: <completions>.scored.jsonl)")
+    score.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
+    score.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE", help="env option (repeatable)")
+    score.set_defaults(run=cmd_score)
+
+    sandbox = commands.add_parser("sandbox", help="the code sandbox").add_subparsers(dest="sandbox_command", required=True)
+    sandbox.add_parser("info", help="which isolation is active").set_defaults(run=cmd_sandbox_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (UsageError, EnvError) as exc:
+        if args.debug:
+            raise
+        print(f"thinkgym: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

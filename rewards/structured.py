@@ -61,6 +61,10 @@ def _judge(text: str, schema: dict | None, expected: dict | None) -> Score:
         return Score(0.0, f"invalid_json: {str(exc)[:80]}")
     if schema is not None:
         cls = jsonschema.validators.validator_for(schema)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return Score(0.0, f"invalid_schema: {exc.message[:120]}")
         error = jsonschema.exceptions.best_match(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(value))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "<root>"
@@ -93,5 +97,3 @@ def json_reward(completion: str, schema: dict | None = None, expected: dict | No
         return call_with_timeout(_judge, text, schema, expected, timeout=timeout)
     except CallTimeout:
         return Score(0.0, "timeout")
-    except jsonschema.SchemaError as exc:
-        return Score(0.0, f"invalid_schema: {exc.message[:120]}")

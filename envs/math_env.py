@@ -9,7 +9,7 @@ from thinkgym.envs.core import EnvError, Reward, TextEnv
 from thinkgym.envs.generators import make_generator
 from thinkgym.envs.tasks import build_tasks, read_rows, renamer
 from thinkgym.rewards.countdown import countdown_reward
-from thinkgym.rewards.math import check_gold, last_boxed, math_reward
+from thinkgym.rewards.math_answer import check_gold, extract_answer, math_reward
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _math(row: Mapping) -> dict:
     if "answer" in row and row["answer"] not in (None, ""):
         task["answer"] = str(row["answer"])
     else:
-        boxed = last_boxed(row["solution"])
+        boxed = extract_answer(row["solution"])
         if boxed is None:
             raise ValueError("solution has no \\boxed{} answer")
         task["answer"] = boxed

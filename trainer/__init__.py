@@ -1,0 +1,1 @@
+"""GRPO-family training of causal language models on thinkgym environments."""

@@ -1,0 +1,311 @@
+"""Tests for the math answer reward: extraction, equivalence, hedging, robustness, timeouts."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import pathlib
+import pickle
+import threading
+import time
+
+import pytest
+
+from thinkgym.rewards.math_answer import (
+    MAX_ANSWER_CHARS,
+    canonical_answer,
+    check_gold,
+    extract_answer,
+    math_reward,
+)
+from thinkgym.rewards.score import Score
+
+
+def boxed(answer: str) -> str:
+    return f"<think>Some working out.</think> So the final answer is $\\boxed{{{answer}}}$."
+
+
+# (predicted answer, gold answer, correct?)
+EQUIVALENCE = [
+    # integers and plain numbers
+    ("42", "42", True),
+    ("41", "42", False),
+    ("-7", "-7", True),
+    ("7", "-7", False),
+    ("05", "5", True),
+    ("5.0", "5", True),
+    ("5.5", "5", False),
+    # fractions and decimals
+    ("0.5", "\\frac{1}{2}", True),
+    ("\\frac{1}{2}", "0.5", True),
+    ("1/2", "\\frac{1}{2}", True),
+    ("\\dfrac{3}{2}", "1.5", True),
+    ("\\frac{2}{4}", "\\frac12", True),
+    ("0.25", "\\frac{1}{3}", False),
+    ("0.333", "\\frac{1}{3}", False),
+    ("-\\frac{3}{4}", "-0.75", True),
+    # assignments and equations
+    ("x = 5", "5", True),
+    ("x=6", "5", False),
+    ("5", "x = 5", True),
+    ("y = 2x + 1", "2x+1", True),
+    # sets, intervals, tuples
+    ("\\{2, 1\\}", "\\{1, 2\\}", True),
+    ("\\{1, 3\\}", "\\{1, 2\\}", False),
+    ("(-\\infty, 3]", "(-\\infty, 3]", True),
+    ("(-\\infty, 3)", "(-\\infty, 3]", False),
+    ("[2, 5)", "[2,5)", True),
+    ("\\left( 1, 2 \\right)", "(1, 2)", True),
+    ("(1, 2, 3)", "(1,2,3)", True),
+    ("(3, 2, 1)", "(1,2,3)", False),
+    ("x = 2 \\text{ or } x = -2", "\\{-2, 2\\}", True),
+    ("\\pm 2", "2, -2", True),
+    # units, degrees, currency, thousands separators
+    ("5 \\text{ cm}", "5", True),
+    ("5\\,\\mathrm{cm}", "5", True),
+    ("6 \\text{ cm}", "5", False),
+    ("30^\\circ", "30", True),
+    ("30^{\\circ}", "30^\\circ", True),
+    ("30°", "30", True),
+    ("30^\\circ", "\\frac{\\pi}{6}", False),
+    ("\\$5", "5", True),
+    ("\\$5.00", "5", True),
+    ("1,234", "1234", True),
+    ("1234", "1,234", True),
+    ("1{,}234{,}567", "1234567", True),
+    ("1,235", "1,234", False),
+    # percentages: "50%" equals both 50 and 0.5 (math-verify's rule)
+    ("50\\%", "50\\%", True),
+    ("50", "50\\%", True),
+    ("0.5", "50\\%", True),
+    ("40\\%", "50\\%", False),
+    # multiple choice
+    ("C", "C", True),
+    ("(C)", "C", True),
+    ("\\text{C}", "C", True),
+    ("\\textbf{(C)}", "(C)", True),
+    ("D", "C", False),
+    # symbolic expressions
+    ("2\\sqrt{2}", "\\sqrt{8}", True),
+    ("\\sqrt{8}", "2\\sqrt{2}", True),
+    ("\\pi/2", "\\frac{\\pi}{2}", True),
+    ("\\frac{\\pi}{3}", "\\frac{\\pi}{2}", False),
+    ("(x+1)^2", "x^2+2x+1", True),
+    ("(x-1)^2", "x^2+2x+1", False),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{2}", True),
+    ("10^{3}", "1000", True),
+    ("\\infty", "\\infty", True),
+    # matrices
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}", "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", False),
+    # words
+    ("\\text{Monday}", "\\text{Monday}", True),
+    ("\\text{Tuesday}", "\\text{Monday}", False),
+]
+
+
+@pytest.mark.parametrize("pred, gold, correct", EQUIVALENCE)
+def test_equivalence(pred, gold, correct):
+    score = math_reward(boxed(pred), gold)
+    assert isinstance(score, Score)
+    assert score == (1.0 if correct else 0.0), score.reason
+    assert score.reason == ("correct" if correct else "wrong_answer")
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("5 or 6", "5"),
+        ("5, 6", "5"),
+        ("4, 5, 6", "5"),
+        ("5 \\text{ or } 6", "5"),
+        ("x > 4", "5"),
+        ("x \\geq 5", "5"),
+        ("3 < x < 7", "5"),
+        ("x = 5 \\text{ or } x = 6", "5"),
+        ("\\pm 5", "5"),
+    ],
+)
+def test_hedged_answers_score_zero(pred, gold):
+    score = math_reward(boxed(pred), gold)
+    assert (score, score.reason) == (0.0, "hedged_answer")
+
+
+def test_a_list_is_fine_when_the_gold_is_a_list():
+    assert math_reward(boxed("5, 6"), "5, 6") == 1.0
+    assert math_reward(boxed("6, 5"), "\\{5, 6\\}") == 1.0
+
+
+@pytest.mark.parametrize(
+    "completion, reason",
+    [
+        ("", "no_answer_found"),
+        ("The answer is 5.", "no_answer_found"),
+        ("\\boxed{}", "empty_answer"),
+        ("\\boxed{   }", "empty_answer"),
+        ("<answer></answer>", "empty_answer"),
+        ("<answer>$$</answer>", "empty_answer"),
+        ("\\boxed{5", "no_answer_found"),  # truncated: the last box never closes
+        ("<answer>5", "no_answer_found"),
+        ("\\boxed{" + "1" * (MAX_ANSWER_CHARS + 1) + "}", "answer_too_long"),
+        ("\\boxed{((}", "unparsable_answer"),
+    ],
+)
+def test_missing_empty_or_unusable_answers(completion, reason):
+    score = math_reward(completion, "5")
+    assert (score, score.reason) == (0.0, reason)
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("\\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
+        ("first \\boxed{1} then \\boxed{2}", "2"),
+        ("\\fbox{7}", "7"),
+        ("so \\boxed 5. Done", "5"),
+        ("\\boxed {3}", "3"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("<answer>4</answer> text <answer> $x = 3$ </answer>", "x = 3"),
+        ("\\boxed{9} <answer>8</answer>", "9"),  # a box wins over the answer tag
+        ("<answer>1</answer>\\boxed{2", "1"),  # an unclosed last box is no box
+        ("\\boxed", None),
+        ("nothing here", None),
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_last_boxed_answer_wins_for_the_reward():
+    assert math_reward("\\boxed{4} no wait, \\boxed{5}", "5") == 1.0
+    assert math_reward("\\boxed{5} no wait, \\boxed{4}", "5") == 0.0
+
+
+def test_answer_tag_fallback():
+    assert math_reward("<think>2+3</think><answer>5</answer>", "5") == 1.0
+    assert math_reward("<think>2+3</think><answer>\\frac{10}{2}</answer>", "5") == 1.0
+
+
+def test_multiple_choice_gold_with_parentheses_and_wrong_letter():
+    assert math_reward(boxed("C"), "(C)") == 1.0
+    assert math_reward(boxed("B"), "(C)") == 0.0
+
+
+def test_plain_text_interval_gold_is_read_as_an_interval():
+    # Parsed as bare text, math-verify reads "(-\infty, 3]" as the number 3.
+    assert math_reward(boxed("3"), "(-\\infty, 3]") == 0.0
+    assert math_reward(boxed("(-\\infty, 3]"), "$(-\\infty, 3]$") == 1.0
+
+
+def test_integer_gold_from_a_dataset_is_accepted():
+    assert math_reward(boxed("72"), 72) == 1.0
+
+
+def test_missing_gold_is_unparsable():
+    assert check_gold(None) == "unparsable_gold"
+    assert math_reward(boxed("None"), None).reason == "unparsable_gold"
+
+
+@pytest.mark.parametrize("gold", ["", "\\frac{", "$$", "\\begin{"])
+def test_unparsable_gold_never_makes_a_completion_correct(gold):
+    assert check_gold(gold) == "unparsable_gold"
+    for completion in (boxed(gold), boxed("5"), "<answer>\\frac{</answer>"):
+        score = math_reward(completion, gold)
+        assert score == 0.0
+
+
+@pytest.mark.parametrize("gold", ["5", "1,234", "\\frac{1}{2}", "(-\\infty, 3]", "C", "(C)", "50\\%", "$x = 2$"])
+def test_check_gold_accepts_good_gold(gold):
+    assert check_gold(gold) is None
+
+
+def test_canonical_answer_groups_equal_answers():
+    assert canonical_answer("0.5") == canonical_answer("\\frac{1}{2}") == canonical_answer("x = \\frac12")
+    assert canonical_answer("2\\sqrt{2}") == canonical_answer("\\sqrt{8}")
+    assert canonical_answer("\\{1, 2\\}") == canonical_answer("\\{2, 1\\}")
+    assert canonical_answer("3") != canonical_answer("4")
+    assert canonical_answer("") is None
+    assert canonical_answer("\\frac{") is None
+
+
+# --------------------------------------------------------------- robustness
+LIMIT = 5.0  # math_reward's default timeout
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        pytest.param(bytes(range(256)).decode("latin-1") * 64, id="binary-junk"),
+        pytest.param("\\boxed{" + bytes(range(256)).decode("latin-1") + "}", id="binary-junk-boxed"),
+        pytest.param("x" * 1_000_000 + "\\boxed{6}", id="1MB-then-box"),
+        pytest.param("\\boxed{" + "1" * 1_000_000 + "}", id="1MB-box"),
+        pytest.param("\\boxed{" * 200_000, id="1MB-unclosed-boxes"),
+        pytest.param("\\boxed{" + "\\frac{1}{" * 5000 + "2" + "}" * 5001, id="5000-nested-frac"),
+        pytest.param("\\boxed{" + "{" * 5000 + "1" + "}" * 5001, id="5000-nested-braces"),
+        pytest.param("\\boxed{" + "{(" * 5 + "1" + ")}" * 5 + "}", id="nested-brackets-at-limit"),
+        pytest.param("\\boxed{10^{10^{10}}}", id="power-tower"),
+        pytest.param("\\boxed{2^{2^{2^{2^{2^{2}}}}}}", id="power-tower-6"),
+        pytest.param("<answer>" + "(" * 3000 + "</answer>", id="open-parens"),
+        pytest.param("\\boxed{\\begin{pmatrix}" + "1&" * 400 + "1\\end{pmatrix}}", id="wide-matrix"),
+    ],
+)
+def test_pathological_inputs_return_zero_fast(completion):
+    start = time.monotonic()
+    score = math_reward(completion, "5")
+    elapsed = time.monotonic() - start
+    assert isinstance(score, Score) and score == 0.0, score.reason
+    assert elapsed < LIMIT, (elapsed, score.reason)
+
+
+def test_overrun_stops_at_the_timeout_off_the_main_thread():
+    # 1000000! parses and is compared for about 6 s: the guard must stop it.
+    results = []
+
+    def score():
+        start = time.monotonic()
+        results.append((math_reward(boxed("1000000!"), "5", timeout=1.0), time.monotonic() - start))
+
+    thread = threading.Thread(target=score)
+    thread.start()
+    thread.join(timeout=10)
+    [(result, elapsed)] = results
+    assert (result, result.reason) == (0.0, "timeout")
+    assert elapsed < 3.5  # the 1 s limit plus killing the helper, on a loaded machine
+    assert math_reward(boxed("0.5"), "\\frac{1}{2}") == 1.0  # a fresh helper takes over
+
+
+def test_works_in_worker_processes():
+    completions = [boxed("0.5"), boxed("\\frac{1}{3}"), "no answer", boxed("x = \\frac12")]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
+        scores = list(pool.map(math_reward, completions, ["\\frac12"] * 4))
+    assert [(float(s), s.reason) for s in scores] == [
+        (1.0, "correct"),
+        (0.0, "wrong_answer"),
+        (0.0, "no_answer_found"),
+        (1.0, "correct"),
+    ]
+
+
+def test_scores_pickle_and_behave_as_floats():
+    score = math_reward(boxed("\\frac12"), "0.5")
+    assert pickle.loads(pickle.dumps(score)).reason == "correct"
+    assert score + 1 == 2.0 and json.loads(json.dumps(score)) == 1.0
+
+
+# ------------------------------------------------------ held-out agreement
+HELDOUT = pathlib.Path(__file__).parent / "data" / "math_heldout.jsonl"
+
+
+def test_heldout_agreement():
+    cases = [json.loads(line) for line in HELDOUT.read_text().splitlines() if line.strip()]
+    assert len(cases) >= 40
+    disagreements = []
+    for case in cases:
+        score = math_reward(case["completion"], case["answer"])
+        if (score == 1.0) != case["correct"]:
+            disagreements.append((case, score.reason))
+    for case, reason in disagreements:
+        print(f"DISAGREE expected={case['correct']} got={reason}: answer={case['answer']!r} completion={case['completion'][-80:]!r}")
+    agreement = 1 - len(disagreements) / len(cases)
+    print(f"held-out agreement: {agreement:.1%} on {len(cases)} cases")
+    assert agreement >= 0.95

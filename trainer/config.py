@@ -1,0 +1,140 @@
+"""The one configuration tree of a training run, loaded from YAML and ``--set``.
+
+Every hyper-parameter is visible here, with its default. ``algorithm.preset``
+picks a named recipe (``grpo``, ``dr_grpo``, ``dapo``, ``rloo``, ``gspo``); any
+field set next to it overrides the preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from thinkgym.trainer.algorithms import PRESETS, AlgorithmConfig
+from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, read_yaml
+
+
+@dataclass
+class ModelConfig:
+    path: str = "tiny"  # "tiny": the built-in model (built on first use); else a checkpoint dir or hub name
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class EnvConfig:
+    id: str = "thinkgym/Math-v0"
+    weight: float = 1.0  # share of prompts drawn from this env
+    think_format: Optional[float] = None  # weight of think_format_reward, if added
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides for the held-out env, e.g. {seed: 0} or {split: test}
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlgorithmSection:
+    """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
+
+    preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo"] = "grpo"
+    estimator: Optional[str] = None
+    clip_low: Optional[float] = None
+    clip_high: Optional[float] = None
+    dual_clip: Optional[float] = None
+    agg: Optional[str] = None
+    ratio_level: Optional[str] = None
+    kl: Optional[str] = None
+    beta: Optional[float] = None
+    dynamic_sampling: Optional[bool] = None
+    overlong: Optional[str] = None
+    overlong_buffer: Optional[float] = None
+    max_resample_rounds: int = 4  # dynamic sampling: extra generation rounds before training on what there is
+
+    def resolve(self) -> AlgorithmConfig:
+        overrides = {f.name: getattr(self, f.name) for f in dataclasses.fields(AlgorithmConfig)
+                     if hasattr(self, f.name) and getattr(self, f.name) is not None}
+        try:
+            return dataclasses.replace(PRESETS[self.preset], **overrides)
+        except ValueError as exc:
+            raise ConfigError(f"algorithm: {exc}") from None
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 40
+    prompts_per_step: int = 16  # B
+    group_size: int = 8  # G completions per prompt
+    epochs_per_batch: int = 1  # mu
+    mini_batch_size: int = 64  # completions per optimizer step
+    micro_batch_size: int = 32  # completions per forward/backward (gradient accumulation)
+    lr: float = 1e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto: cuda if available, else cpu
+    score_workers: int = 0  # reward scoring processes; 0: one per core
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/default"
+    log_every: int = 1
+    samples_every: int = 5
+    samples_per_log: int = 4
+    checkpoint_every: int = 10
+    eval_tasks: int = 100  # held-out tasks (the first of each env's eval env) for the before/after accuracy
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    envs: list[EnvConfig] = field(default_factory=lambda: [EnvConfig()])
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self):
+        check(self)
+
+
+def check(c: Config) -> None:
+    """Range and consistency checks that types alone cannot express."""
+    t = c.train
+    positive = {"train.steps": t.steps, "train.prompts_per_step": t.prompts_per_step,
+                "train.epochs_per_batch": t.epochs_per_batch, "train.mini_batch_size": t.mini_batch_size,
+                "train.micro_batch_size": t.micro_batch_size, "sampling.max_new_tokens": c.sampling.max_new_tokens}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if t.group_size < 2:
+        raise ConfigError(f"train.group_size must be >= 2 (advantages compare completions of a prompt), got {t.group_size}")
+    if not 0 < t.lr < 1:
+        raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
+    if c.sampling.temperature <= 0 or not 0 < c.sampling.top_p <= 1:
+        raise ConfigError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
+    batch = t.prompts_per_step * t.group_size
+    if batch % t.mini_batch_size:
+        raise ConfigError(f"train.mini_batch_size ({t.mini_batch_size}) must divide prompts_per_step x group_size ({batch})")
+    if t.mini_batch_size % t.micro_batch_size:
+        raise ConfigError(f"train.micro_batch_size ({t.micro_batch_size}) must divide train.mini_batch_size ({t.mini_batch_size})")
+    if not c.envs:
+        raise ConfigError("envs: at least one environment is needed")
+    for i, env in enumerate(c.envs):
+        if env.weight <= 0:
+            raise ConfigError(f"envs[{i}].weight must be > 0, got {env.weight}")
+    c.algorithm.resolve()
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """The config from a YAML file (default: all defaults) with ``--set`` overrides."""
+    data = read_yaml(path) if path else {}
+    return build(Config, apply_overrides(data, overrides or []))

@@ -1,0 +1,73 @@
+"""Where a run's numbers go: ``metrics.jsonl``, TensorBoard (when installed), a
+progress bar with the key numbers, ``samples.jsonl``, and a PNG of the curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+class RunLogger:
+    def __init__(self, out: Path, output_config, total: int, start: int, progress: bool = True):
+        self.out, self.config = out, output_config
+        self.metrics_file = (out / "metrics.jsonl").open("a", encoding="utf-8")
+        self.samples_file = (out / "samples.jsonl").open("a", encoding="utf-8")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional; metrics.jsonl always has everything
+            self.tensorboard = None
+        else:
+            self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+        self.bar = tqdm(total=total, initial=start, desc="train", disable=not progress, dynamic_ncols=True)
+
+    def log(self, step: int, metrics: dict[str, Any], samples: list[dict]) -> None:
+        if step % self.config.log_every == 0:
+            self.metrics_file.write(json.dumps(metrics) + "\n")
+            self.metrics_file.flush()
+            if self.tensorboard:
+                for key, value in metrics.items():
+                    if key != "step":
+                        self.tensorboard.add_scalar(key, value, step)
+        if step % self.config.samples_every == 0:
+            for sample in samples[:self.config.samples_per_log]:
+                self.samples_file.write(json.dumps({"step": step, **sample}) + "\n")
+            self.samples_file.flush()
+        accuracy = [v for k, v in metrics.items() if k.startswith("accuracy/")]
+        self.bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                             acc=f"{sum(accuracy) / max(len(accuracy), 1):.2f}",
+                             len=f"{metrics['length/mean']:.0f}", kl=f"{metrics.get('approx_kl', 0.0):.4f}",
+                             s=f"{metrics['time/step']:.1f}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.metrics_file.close()
+        self.samples_file.close()
+        if self.tensorboard:
+            self.tensorboard.close()
+
+    def plot(self) -> Path:
+        """``curves.png``: reward, accuracy and completion length per step."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        steps = [r["step"] for r in rows]
+        panels = [("reward", ["reward/mean"]), ("accuracy", sorted({k for r in rows for k in r if k.startswith("accuracy/")})),
+                  ("completion length", ["length/mean", "length/max"])]
+        figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+        for axis, (title, keys) in zip(axes, panels):
+            for key in keys:
+                axis.plot(steps, [r.get(key) for r in rows], label=key)
+            axis.set_title(title)
+            axis.set_xlabel("step")
+            axis.legend(fontsize=7)
+        figure.tight_layout()
+        path = self.out / "curves.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        return path

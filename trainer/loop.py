@@ -1,0 +1,323 @@
+"""The GRPO-family training loop, top to bottom.
+
+One step: draw B prompts from the environment mixture, sample G completions
+each, score them in worker processes, compute group advantages (dropping
+all-equal groups under dynamic sampling), then run ``epochs_per_batch`` passes of
+clipped-surrogate updates over mini-batches with gradient accumulation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import thinkgym
+from thinkgym.rewards.format import overlong_penalty
+from thinkgym.trainer import checkpoint as ckpt
+from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
+from thinkgym.trainer.config import Config
+from thinkgym.trainer.evaluate import render_prompts, sample_and_score
+from thinkgym.trainer.policy import Rollouts, Sampling, generate, load_model, token_logprobs
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def model_path(path: str, log: Callable[[str], None]) -> str:
+    if path == "tiny":
+        from thinkgym.trainer.tiny_model import tiny_model_path
+        return str(tiny_model_path(log=log))
+    return path
+
+
+def make_envs(config: Config, held_out: bool) -> list:
+    envs = []
+    for spec in config.envs:
+        kwargs = {**spec.kwargs, **(spec.eval_kwargs if held_out else {})}
+        envs.append(thinkgym.make(spec.id, think_format=spec.think_format, **kwargs))
+    return envs
+
+
+class TaskSampler:
+    """Draws training tasks from the weighted env mixture. Step ``s`` draws from an
+    RNG seeded by ``(seed, s, round)``, so the data order of a resumed run is the
+    one it would have had. Held-out tasks (same prompt) are never drawn."""
+
+    def __init__(self, envs, weights: list[float], seed: int, excluded_prompts: set[str]):
+        self.envs, self.seed, self.excluded = envs, seed, excluded_prompts
+        self.weights = np.asarray(weights, dtype=float) / sum(weights)
+
+    def draw(self, step: int, round_: int, count: int) -> list[tuple[int, dict]]:
+        rng = np.random.default_rng([self.seed, step, round_])
+        drawn = []
+        while len(drawn) < count:
+            e = int(rng.choice(len(self.envs), p=self.weights))
+            env = self.envs[e].unwrapped
+            task = env.tasks[int(rng.integers(len(env.tasks)))]
+            if _prompt_key(env.prompt_of(task)) not in self.excluded:
+                drawn.append((e, task))
+        return drawn
+
+
+def _prompt_key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def held_out_accuracy(model, tokenizer, envs, eval_envs, tasks_per_env: int, sampling: Sampling, workers) -> dict[str, float]:
+    """Accuracy (first reward component == 1) of one sample per held-out task."""
+    model.eval()
+    result = {}
+    for env in eval_envs:
+        base = env.unwrapped
+        tasks = [base.tasks[i] for i in range(min(tasks_per_env, len(base.tasks)))]
+        samples = sample_and_score(model, tokenizer, env, tasks, 1, sampling, workers=workers)
+        result[base.spec.id if base.spec else "env"] = samples.correct(base.rewards[0].name).float().mean().item()
+    return result
+
+
+@dataclasses.dataclass
+class Batch:
+    """One step's training data: G completions for each kept prompt."""
+
+    rollouts: Rollouts
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    loss_mask: torch.Tensor
+    metrics: dict[str, float]
+    samples: list[dict]
+
+
+def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, tokenizer, envs, sampler: TaskSampler,
+                  workers) -> Batch:
+    """Generate and score until B informative groups are in hand (dynamic
+    sampling) or the extra rounds run out."""
+    t, sampling_cfg = config.train, config.sampling
+    sampling = Sampling(sampling_cfg.temperature, sampling_cfg.top_p, sampling_cfg.max_new_tokens, tuple(sampling_cfg.stop))
+    g = t.group_size
+    kept: list[tuple[Rollouts, torch.Tensor, list]] = []
+    have, rounds, seen_groups, flat_groups = 0, 0, 0, 0
+    stats: dict[str, list] = {"reward": [], "length": [], "truncated": []}
+    components: dict[str, list[float]] = {}
+    accuracy: dict[str, list[float]] = {}
+    samples = []
+    gen_time = score_time = 0.0
+    while have < t.prompts_per_step and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
+        drawn = sampler.draw(step, rounds, t.prompts_per_step - have if rounds else t.prompts_per_step)
+        rounds += 1
+        for e, env in enumerate(envs):
+            tasks = [task for i, task in drawn if i == e]
+            if not tasks:
+                continue
+            base = env.unwrapped
+            prompts, chat = render_prompts(base, tokenizer, tasks)
+            start = time.perf_counter()
+            model.eval()
+            rollouts = generate(model, tokenizer, prompts, g, sampling, add_special_tokens=not chat)
+            gen_time += time.perf_counter() - start
+            start = time.perf_counter()
+            scored = base.score_many(rollouts.texts, [task for task in tasks for _ in range(g)], workers=workers)
+            score_time += time.perf_counter() - start
+            rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
+            lengths = rollouts.completion_mask.sum(1)
+            if algo.overlong == "soft_penalty":
+                buffer = max(1, round(algo.overlong_buffer * sampling.max_new_tokens))
+                rewards += torch.tensor([float(overlong_penalty(int(n), sampling.max_new_tokens, buffer)) for n in lengths])
+            for s in scored:
+                for name, value in s.rewards.items():
+                    components.setdefault(name, []).append(value)
+            name = base.spec.id if base.spec else f"env{e}"
+            accuracy.setdefault(name, []).extend(float(s.rewards[base.rewards[0].name] >= 1.0) for s in scored)
+            stats["reward"].append(rewards)
+            stats["length"].append(lengths.float())
+            stats["truncated"].append(rollouts.truncated.float())
+            samples += [{"env": name, "task_id": task["id"], "completion": text, "reward": s.reward, "reasons": s.reasons}
+                        for task, text, s in zip([x for x in tasks for _ in range(g)], rollouts.texts, scored)]
+            informative = informative_groups(rewards, g)
+            seen_groups += len(tasks)
+            flat_groups += int((~informative).sum())
+            keep = informative if algo.dynamic_sampling else torch.ones_like(informative)
+            keep = keep.repeat_interleave(g)
+            if keep.any():
+                kept.append((_select(rollouts, keep), rewards[keep], tasks))
+                have += int(keep.sum()) // g
+    if not kept:
+        raise RuntimeError(f"step {step}: every group had equal rewards in {rounds} rounds; nothing to learn from")
+    rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
+    n_keep = min(have, t.prompts_per_step) * g  # dynamic sampling may overshoot: trim to B groups
+    rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
+    rewards = torch.cat([k[1] for k in kept])[:n_keep]
+    advantages = group_advantages(rewards, g, algo.estimator)
+    loss_mask = rollouts.completion_mask.clone()
+    if algo.overlong == "mask_truncated":
+        loss_mask[rollouts.truncated] = 0
+    all_rewards = torch.cat(stats["reward"])
+    metrics = {"reward/mean": all_rewards.mean().item(), "reward/std": all_rewards.std().item(),
+               "length/mean": torch.cat(stats["length"]).mean().item(), "length/max": torch.cat(stats["length"]).max().item(),
+               "truncated_frac": torch.cat(stats["truncated"]).mean().item(),
+               "zero_variance_groups_frac": flat_groups / max(seen_groups, 1), "sampling_rounds": rounds,
+               "time/generate": gen_time, "time/score": score_time,
+               "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
+    metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
+    metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
+    return Batch(rollouts, rewards, advantages, loss_mask, metrics, samples)
+
+
+def _select(r: Rollouts, keep: torch.Tensor) -> Rollouts:
+    return Rollouts(r.prompt_ids[keep], r.prompt_mask[keep], r.completion_ids[keep], r.completion_mask[keep],
+                    [x for x, k in zip(r.texts, keep.tolist()) if k], r.truncated[keep])
+
+
+def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
+    """Stack rollouts of different widths: prompts left-padded, completions right-padded."""
+    p = max(r.prompt_ids.shape[1] for r in parts)
+    c = max(r.completion_ids.shape[1] for r in parts)
+
+    def pad(x, width, value, left):
+        extra = width - x.shape[1]
+        return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
+
+    return Rollouts(torch.cat([pad(r.prompt_ids, p, pad_id, True) for r in parts]),
+                    torch.cat([pad(r.prompt_mask, p, 0, True) for r in parts]),
+                    torch.cat([pad(r.completion_ids, c, pad_id, False) for r in parts]),
+                    torch.cat([pad(r.completion_mask, c, 0, False) for r in parts]),
+                    [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]))
+
+
+def _rows(r: Rollouts, idx: torch.Tensor):
+    return r.prompt_ids[idx], r.prompt_mask[idx], r.completion_ids[idx], r.completion_mask[idx]
+
+
+@torch.no_grad()
+def batch_logprobs(model, r: Rollouts, micro: int, temperature: float) -> torch.Tensor:
+    model.eval()
+    out = [token_logprobs(model, *_rows(r, torch.arange(i, min(i + micro, len(r.texts)))), temperature)[0]
+           for i in range(0, len(r.texts), micro)]
+    return torch.cat(out)
+
+
+def update(model, optimizer, scheduler, batch: Batch, old_logprobs, ref_logprobs, config: Config,
+           algo: AlgorithmConfig, rng: torch.Generator) -> dict[str, float]:
+    """``epochs_per_batch`` passes over shuffled mini-batches; one optimizer step
+    per mini-batch, accumulating gradients over micro-batches."""
+    t = config.train
+    n = len(batch.rollouts.texts)
+    mini = min(t.mini_batch_size, n)
+    norm_length = float(config.sampling.max_new_tokens)
+    totals: dict[str, float] = {}
+    steps = 0
+    model.train()
+    for _ in range(t.epochs_per_batch):
+        order = torch.randperm(n, generator=rng)
+        for start in range(0, n, mini):
+            idx = order[start:start + mini]
+            tokens = batch.loss_mask[idx].sum().clamp(min=1)
+            optimizer.zero_grad(set_to_none=True)
+            for m in range(0, len(idx), t.micro_batch_size):
+                sub = idx[m:m + t.micro_batch_size]
+                logprobs, entropy = token_logprobs(model, *_rows(batch.rollouts, sub), config.sampling.temperature,
+                                                   with_entropy=True)
+                mask = batch.loss_mask[sub]
+                loss, stats = policy_loss(logprobs, old_logprobs[sub], batch.advantages[sub], mask,
+                                          clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
+                                          agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
+                if algo.beta > 0:
+                    kl = aggregate(kl_penalty(logprobs, ref_logprobs[sub], algo.kl), mask, algo.agg, norm_length)
+                    loss = loss + algo.beta * kl
+                    stats["kl_ref"] = kl.detach()
+                # Weight each micro-batch by its share of the mini-batch (tokens for token-mean).
+                share = mask.sum() / tokens if algo.agg == "token-mean" else torch.tensor(len(sub) / len(idx))
+                (loss * share).backward()
+                stats["loss"] = loss.detach()
+                stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) * float(share)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
+            optimizer.step()
+            steps += 1
+    scheduler.step()
+    return {k: v / steps for k, v in totals.items()}
+
+
+def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the run summary."""
+    t, out = config.train, Path(config.output.dir)
+    ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
+    algo = config.algorithm.resolve()
+    device = resolve_device(t.device)
+    random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed)
+    workers = t.score_workers or None
+    envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
+    excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
+                for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
+    sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)
+    base_path = model_path(config.model.path, log)
+    latest = ckpt.latest_checkpoint(out) if resume else None
+    model, tokenizer = load_model(str(latest) if latest else base_path, config.model.dtype, device)
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    ref_model = load_model(base_path, config.model.dtype, device)[0].eval() if algo.beta > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
+    shuffle_rng = torch.Generator().manual_seed(t.seed)
+    eval_sampling = Sampling(config.sampling.temperature, config.sampling.top_p, config.sampling.max_new_tokens,
+                             tuple(config.sampling.stop))
+    step, before = 0, None
+    if latest:
+        state = ckpt.load_trainer_state(latest)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        shuffle_rng.set_state(state["shuffle_rng"])
+        ckpt.set_rng_state(state["rng"])
+        step, before = state["step"], state["before"]
+        log(f"resumed {out} at step {step}")
+    else:
+        before = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
+        log(f"held-out accuracy before training: {_fmt(before)}")
+    from thinkgym.trainer.logging import RunLogger
+    logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress)
+    while step < t.steps:
+        started = time.perf_counter()
+        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers)
+        mark = time.perf_counter()
+        micro = t.micro_batch_size
+        old = batch_logprobs(model, batch.rollouts, micro, config.sampling.temperature)
+        ref = batch_logprobs(ref_model, batch.rollouts, micro, config.sampling.temperature) if ref_model else None
+        logprob_time = time.perf_counter() - mark
+        mark = time.perf_counter()
+        stats = update(model, optimizer, scheduler, batch, old, ref, config, algo, shuffle_rng)
+        update_time = time.perf_counter() - mark
+        step += 1
+        train_tokens = int(batch.loss_mask.sum()) * t.epochs_per_batch
+        metrics = {"step": step, **batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
+                   "time/logprobs": logprob_time, "time/update": update_time,
+                   "time/step": time.perf_counter() - started,
+                   "train_tokens_per_s": train_tokens / max(update_time, 1e-9)}
+        logger.log(step, metrics, batch.samples)
+        if step % config.output.checkpoint_every == 0 or step == t.steps:
+            ckpt.save_checkpoint(out, model, tokenizer, {
+                "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "shuffle_rng": shuffle_rng.get_state(), "rng": ckpt.rng_state(), "before": before})
+    logger.close()
+    after = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
+    summary = {"steps": step, "before": before, "after": after, "checkpoint": str(out / "checkpoint"),
+               "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"held-out accuracy: before {_fmt(before)} -> after {_fmt(after)}")
+    log(f"checkpoint: {summary['checkpoint']}\nmetrics: {summary['metrics']}\nplot: {summary['plot']}")
+    return summary
+
+
+def _fmt(accuracy: dict[str, float]) -> str:
+    return ", ".join(f"{k} {100 * v:.1f}%" for k, v in accuracy.items())

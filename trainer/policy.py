@@ -1,0 +1,139 @@
+"""The policy side of a training step: load a causal LM, sample completions, and
+score tokens (log-probabilities and entropy) for the loss.
+
+Batches are laid out as ``[left-padded prompt | right-padded completion]`` so
+every completion starts at the same column: the forward pass only needs logits
+for the completion columns (``logits_to_keep``), never for the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(ValueError):
+    """A model path or name that cannot be loaded."""
+
+
+def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
+    """(model, tokenizer) from a local checkpoint dir or a hub name."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(path).expanduser()
+    if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+        raise ModelLoadError(f"model path {path!r} is not a Hugging Face checkpoint (no config.json)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
+        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer
+
+
+@dataclass
+class Sampling:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Rollouts:
+    """``len(prompts) * n`` completions, the ``n`` of each prompt consecutive."""
+
+    prompt_ids: torch.Tensor       # [N, P] left-padded
+    prompt_mask: torch.Tensor      # [N, P]
+    completion_ids: torch.Tensor   # [N, T] right-padded
+    completion_mask: torch.Tensor  # [N, T] 1 on generated tokens (through EOS / stop string)
+    texts: list[str]               # decoded completions, cut at the stop string
+    truncated: torch.Tensor        # [N] bool: hit max_new_tokens without EOS or a stop string
+
+
+def encode_prompts(tokenizer, prompts: list[str], device: str, add_special_tokens: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids. Chat-templated prompts already hold their special
+    tokens (``add_special_tokens=False``); raw prompts get the tokenizer's BOS."""
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+    return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], n: int, sampling: Sampling, add_special_tokens: bool = True) -> Rollouts:
+    """Sample ``n`` completions for each prompt (Hugging Face ``generate``)."""
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, str(device), add_special_tokens)
+    prompt_ids, prompt_mask = prompt_ids.repeat_interleave(n, 0), prompt_mask.repeat_interleave(n, 0)
+    output = model.generate(
+        input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=sampling.temperature,
+        top_p=sampling.top_p, top_k=0, max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, stop_strings=list(sampling.stop) or None,
+        tokenizer=tokenizer if sampling.stop else None)
+    completion_ids = output[:, prompt_ids.shape[1]:]
+    return finish_rollouts(tokenizer, prompt_ids, prompt_mask, completion_ids, sampling)
+
+
+def finish_rollouts(tokenizer, prompt_ids, prompt_mask, completion_ids, sampling: Sampling) -> Rollouts:
+    """Mask each completion after its EOS or the token that completed a stop string."""
+    n, t = completion_ids.shape
+    mask = torch.zeros_like(completion_ids)
+    texts, truncated = [], []
+    for i in range(n):
+        ids = completion_ids[i].tolist()
+        end, done = t, False
+        if tokenizer.eos_token_id in ids:
+            end, done = ids.index(tokenizer.eos_token_id) + 1, True
+        text = tokenizer.decode(ids[:end], skip_special_tokens=True)
+        for stop in sampling.stop:
+            cut = text.find(stop)
+            if cut != -1:  # keep tokens up to the one that completes the stop string
+                text, done = text[:cut + len(stop)], True
+                end = min(end, _tokens_covering(tokenizer, ids, len(text)))
+        mask[i, :end] = 1
+        texts.append(text)
+        truncated.append(not done)
+    completion_ids = completion_ids.masked_fill(mask == 0, tokenizer.pad_token_id)
+    return Rollouts(prompt_ids, prompt_mask, completion_ids, mask, texts, torch.tensor(truncated))
+
+
+def _tokens_covering(tokenizer, ids: list[int], chars: int) -> int:
+    """The fewest leading tokens whose decoded text has at least ``chars`` characters."""
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) >= chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                   temperature: float = 1.0, with_entropy: bool = False):
+    """Log-probability of each completion token under ``model`` ([N, T]) and,
+    optionally, the entropy of each next-token distribution.
+
+    Logits are divided by the sampling temperature, so the log-probs are those of
+    the distribution the completions were sampled from.
+    """
+    input_ids = torch.cat([prompt_ids, completion_ids], 1)
+    attention_mask = torch.cat([prompt_mask, completion_mask], 1)
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    t = completion_ids.shape[1]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=t + 1, use_cache=False).logits[:, :-1].float() / temperature
+    logp = F.log_softmax(logits, -1)
+    chosen = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return chosen, None
+    with torch.no_grad():
+        entropy = -(logp.exp() * logp).sum(-1)
+    return chosen, entropy

@@ -123,6 +123,17 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(f"\nPer-row rewards and reasons: {out}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from thinkgym.trainer.config import load_config
+    from thinkgym.trainer.loop import describe_plan, train
+
+    config = load_config(args.config, args.set)
+    if args.dry_run:
+        print(describe_plan(config))
+        return
+    train(config, resume=args.resume)
+
+
 def cmd_sandbox_info(args: argparse.Namespace) -> None:
     from thinkgym.rewards.sandbox import isolation_info
     info = isolation_info()
@@ -153,16 +164,32 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE", help="env option (repeatable)")
     score.set_defaults(run=cmd_score)
 
+    train = commands.add_parser("train", help="train a model with GRPO-family RL (default: the tiny built-in run)")
+    train.add_argument("--config", help="YAML config (default: built-in defaults, i.e. configs/tiny.yaml)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=1e-5")
+    train.add_argument("--resume", action="store_true", help="continue the run in output.dir from its checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
+    train.set_defaults(run=cmd_train)
+
     sandbox = commands.add_parser("sandbox", help="the code sandbox").add_subparsers(dest="sandbox_command", required=True)
     sandbox.add_parser("info", help="which isolation is active").set_defaults(run=cmd_sandbox_info)
     return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input, not a bug: one line, exit code 2."""
+    from thinkgym.trainer.checkpoint import CheckpointError
+    from thinkgym.trainer.policy import ModelLoadError
+    from thinkgym.trainer.typed_config import ConfigError
+
+    return UsageError, EnvError, ConfigError, CheckpointError, ModelLoadError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (UsageError, EnvError) as exc:
+    except user_errors() as exc:
         if args.debug:
             raise
         print(f"thinkgym: error: {exc}", file=sys.stderr)

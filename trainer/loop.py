@@ -250,6 +250,25 @@ def update(model, optimizer, scheduler, batch: Batch, old_logprobs, ref_logprobs
     return {k: v / steps for k, v in totals.items()}
 
 
+def describe_plan(config: Config) -> str:
+    """What a run would do, without loading the model: for ``--dry-run``."""
+    algo, t, s = config.algorithm.resolve(), config.train, config.sampling
+    completions = t.prompts_per_step * t.group_size
+    lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
+             "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
+                                       for e in config.envs),
+             f"batch        {t.prompts_per_step} prompts x G={t.group_size} = {completions} completions per step, "
+             f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}, mu={t.epochs_per_batch}",
+             f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}",
+             f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
+             f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
+             f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
+             f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
+    for spec in config.envs:  # the envs must build: ids, files and options are checked here
+        thinkgym.make(spec.id, think_format=spec.think_format, **spec.kwargs)
+    return "\n".join(lines)
+
+
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the run summary."""
     t, out = config.train, Path(config.output.dir)

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable
 
 DEFAULT_TIMEOUT = 5.0
+STARTUP_TIMEOUT = 120.0  # starting a helper and importing the checked code's modules; not part of a call's budget
 
 _HEADER = struct.Struct("<Q")
 
@@ -71,6 +72,9 @@ class _Helper:
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, timeout: float) -> Any:
         _write_msg(self.proc.stdin.fileno(), pickle.dumps((fn, args, kwargs)))
+        # The helper acknowledges once it has unpickled the call (imports done);
+        # only then does the call's own time limit start.
+        _read_msg(self.proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT)
         ok, value = pickle.loads(_read_msg(self.proc.stdout.fileno(), time.monotonic() + timeout))
         if not ok:
             raise value
@@ -133,7 +137,8 @@ def _exit_when_orphaned(parent: int) -> None:
 
 
 def _serve() -> None:
-    """Helper loop: read (fn, args, kwargs), reply (ok, value) until stdin closes."""
+    """Helper loop: read (fn, args, kwargs), acknowledge, reply (ok, value), until
+    stdin closes."""
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     sys.stdout = sys.stderr  # stray prints from checked code must not corrupt the channel
@@ -142,6 +147,7 @@ def _serve() -> None:
             fn, args, kwargs = pickle.loads(_read_msg(stdin, None))
         except EOFError:
             return
+        _write_msg(stdout, b"")
         try:
             reply = (True, fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller

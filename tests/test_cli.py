@@ -66,3 +66,10 @@ def test_console_script_and_debug_traceback():
     debug = subprocess.run([sys.executable, "-m", "thinkgym", "--debug", "envs", "show", "x/Nope-v0"],
                            capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_sandbox_info_reports_the_active_isolation(capsys):
+    from thinkgym.rewards.sandbox import isolation_info
+
+    code, out, _ = run(capsys, "sandbox", "info")
+    assert code == 0 and isolation_info()["level"] in out

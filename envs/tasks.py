@@ -27,7 +27,7 @@ def read_rows(source: str | os.PathLike | Sequence[Mapping], split: str = "train
         if not path.is_file():
             raise EnvError(f"dataset file not found: {path}")
         if path.suffix == ".jsonl":  # read directly: exact line numbers in errors
-            return str(path), _read_jsonl(path)
+            return str(path), read_jsonl(path)
         import datasets
         try:
             data = datasets.load_dataset(FORMATS[path.suffix], data_files=str(path), split="train")
@@ -44,7 +44,8 @@ def read_rows(source: str | os.PathLike | Sequence[Mapping], split: str = "train
     return str(source), data.to_list()
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON-object rows of a JSONL file; a bad line is named by file and number."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):

@@ -53,7 +53,7 @@ def test_malformed_completion_rows(capsys, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"task_id": "arithmetic-0", "completion": "x"}\n{"completion": 5}\n')
     code, _, err = run(capsys, "score", "--env", "thinkgym/Math-v0", "--completions", str(bad))
-    assert code == 2 and "bad.jsonl:2" in err
+    assert code == 2 and "bad.jsonl: row 2 needs" in err
     unknown = tmp_path / "unknown.jsonl"
     unknown.write_text('{"task_id": "nope-3", "completion": "x"}\n')
     code, _, err = run(capsys, "score", "--env", "thinkgym/Math-v0", "--completions", str(unknown))

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import yaml
 
 from thinkgym.envs import EnvError, list_envs, make
+from thinkgym.envs.tasks import read_jsonl
 
 
 class UsageError(Exception):
@@ -76,17 +77,10 @@ def cmd_envs_show(args: argparse.Namespace) -> None:
 def read_completions(path: Path) -> list[dict]:
     if not path.is_file():
         raise UsageError(f"completions file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("completion"), str) or "task_id" not in row:
-            raise UsageError(f"{path}:{number}: each row needs \"task_id\" and a string \"completion\"")
-        rows.append(row)
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("completion"), str) or "task_id" not in row:
+            raise UsageError(f"{path}: row {number} needs \"task_id\" and a string \"completion\"")
     if not rows:
         raise UsageError(f"{path}: no completions")
     return rows

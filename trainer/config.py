@@ -80,6 +80,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto: cuda if available, else cpu
+    cpu_threads: int = 0  # torch intra-op threads; 0: torch's default. Tiny models run fastest on 1
     score_workers: int = 0  # reward scoring processes; 0: one per core
 
 

@@ -10,9 +10,20 @@ from typing import Any
 from tqdm import tqdm
 
 
+def _drop_after(path: Path, step: int) -> None:
+    """Keep only the rows of ``path`` logged at or before ``step``."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(rows), encoding="utf-8")
+
+
 class RunLogger:
     def __init__(self, out: Path, output_config, total: int, start: int, progress: bool = True):
         self.out, self.config = out, output_config
+        for name in ("metrics.jsonl", "samples.jsonl"):  # a resumed run redoes the steps after its checkpoint
+            _drop_after(out / name, start)
         self.metrics_file = (out / "metrics.jsonl").open("a", encoding="utf-8")
         self.samples_file = (out / "samples.jsonl").open("a", encoding="utf-8")
         try:

@@ -275,6 +275,8 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     algo = config.algorithm.resolve()
     device = resolve_device(t.device)
+    if t.cpu_threads:
+        torch.set_num_threads(t.cpu_threads)
     random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed)
     workers = t.score_workers or None
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)

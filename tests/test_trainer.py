@@ -1,0 +1,151 @@
+"""The training loop on a micro model: an update moves the policy the right way,
+runs log and checkpoint, resume continues, and a SIGKILLed run resumes exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+import thinkgym
+from thinkgym.envs import Reward, TextEnv, make_generator
+from thinkgym.rewards import Score
+from thinkgym.trainer.checkpoint import CheckpointError
+from thinkgym.trainer.config import load_config
+from thinkgym.trainer.loop import TaskSampler, batch_logprobs, collect_batch, train, update
+from thinkgym.trainer.tiny_model import TINY_ENV, build_tiny_model
+
+ENV_KWARGS = {k: v for k, v in TINY_ENV.items() if k != "id"}
+
+
+def has_seven(completion: str) -> float:
+    """A reward a random policy earns sometimes: the completion contains a 7."""
+    return Score(float("7" in completion), "seven" if "7" in completion else "no_seven")
+
+
+def seven_env(**kwargs):
+    return TextEnv(make_generator("arithmetic", size=1000, seed=kwargs.pop("seed", 0), digits=2, terms=2, ops="+-"),
+                   [Reward("seven", has_seven)], style="text", prompt="{question}")
+
+
+thinkgym.register("tests/Seven-v0", seven_env)
+
+
+@pytest.fixture(scope="module")
+def micro_model(tmp_path_factory):
+    return str(build_tiny_model(tmp_path_factory.mktemp("micro") / "model", steps=20, log=lambda s: None))
+
+
+def write_config(path, model, out, **train):
+    config = {
+        "model": {"path": model},
+        "envs": [{"id": "thinkgym/Math-v0", "kwargs": {**ENV_KWARGS, "seed": 1}, "eval_kwargs": {"seed": 0}}],
+        "sampling": {"max_new_tokens": 16},
+        "algorithm": {"preset": "grpo"},
+        "train": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "mini_batch_size": 4, "micro_batch_size": 2,
+                  "lr": 1e-3, "score_workers": 1, "cpu_threads": 1, **train},
+        "output": {"dir": str(out), "eval_tasks": 2, "checkpoint_every": 1, "samples_every": 1, "samples_per_log": 100},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp_path):
+    torch.manual_seed(0)
+    config = load_config(None, [f"model.path={micro_model}", "envs=[{id: tests/Seven-v0}]", "train.prompts_per_step=4",
+                                "train.group_size=4", "train.mini_batch_size=16", "train.micro_batch_size=8",
+                                "train.lr=0.01", "sampling.max_new_tokens=12", "train.score_workers=1", "train.cpu_threads=1",
+                                "algorithm.preset=dr_grpo"])
+    from thinkgym.trainer.policy import load_model
+    model, tokenizer = load_model(micro_model)
+    envs = [thinkgym.make("tests/Seven-v0")]
+    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
+                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    assert batch.rewards.shape == (16,) and set(batch.rewards.tolist()) <= {0.0, 1.0}
+    grouped = batch.advantages.view(4, 4)
+    assert torch.allclose(grouped.sum(1), torch.zeros(4), atol=1e-5)  # dr_grpo: r - group mean
+    assert batch.metrics["reward/seven"] == pytest.approx(batch.rewards.mean().item())
+    if batch.advantages.abs().sum() == 0:
+        pytest.fail("no group had mixed rewards; pick another seed")
+    old = batch_logprobs(model, batch.rollouts, 8, 1.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    stats = update(model, optimizer, scheduler, batch, old, None, config, config.algorithm.resolve(),
+                   torch.Generator().manual_seed(0))
+    assert stats["loss"] != 0 and stats["grad_norm"] > 0
+    new = batch_logprobs(model, batch.rollouts, 8, 1.0)
+    mask = batch.loss_mask.float()
+    gain = ((new - old) * mask).sum(1) / mask.sum(1)
+    advantaged, disadvantaged = gain[batch.advantages > 0].mean(), gain[batch.advantages < 0].mean()
+    assert advantaged > disadvantaged  # the clipped surrogate pushed probability towards reward
+
+
+def test_train_logs_checkpoints_and_resumes(micro_model, tmp_path):
+    out = tmp_path / "run"
+    config = load_config(write_config(tmp_path / "c.yaml", micro_model, out))
+    summary = train(config, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ["reward/mean", "reward/std", "reward/accuracy", "accuracy/thinkgym/Math-v0", "length/mean",
+                "length/max", "truncated_frac", "zero_variance_groups_frac", "clip_frac_low", "clip_frac_high",
+                "kl_ref", "entropy", "grad_norm", "lr", "rollout_tokens_per_s", "train_tokens_per_s", "time/step",
+                "time/generate", "time/score", "time/logprobs", "time/update", "loss"]:
+        assert key in rows[0], key
+        assert rows[0][key] == rows[0][key]  # not NaN
+    assert (out / "checkpoint" / "config.json").is_file() and (out / "curves.png").stat().st_size > 1000
+    assert set(summary["before"]) == set(summary["after"]) == {"thinkgym/Math-v0"}
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {"step", "task_id", "completion", "reward", "reasons"} <= set(samples[0])
+
+    more = load_config(write_config(tmp_path / "c.yaml", micro_model, out, steps=3))
+    train(more, resume=True, progress=False, log=lambda s: None)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_run_directories_are_guarded(micro_model, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not a thinkgym run directory"):
+        train(load_config(write_config(tmp_path / "c.yaml", micro_model, foreign)), progress=False)
+    assert (foreign / "notes.txt").read_text() == "mine" and len(list(foreign.iterdir())) == 1
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(load_config(write_config(tmp_path / "c.yaml", micro_model, tmp_path / "empty")), resume=True)
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "thinkgym", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def samples_by_step(out):
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    return [(r["step"], r["task_id"], r["completion"]) for r in rows]
+
+
+def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path):
+    whole = tmp_path / "whole"
+    assert run_cli("--config", write_config(tmp_path / "a.yaml", micro_model, whole, steps=5)).wait(300) == 0
+
+    killed = tmp_path / "killed"
+    config = write_config(tmp_path / "b.yaml", micro_model, killed, steps=5)
+    process = run_cli("--config", config)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill once step 2's checkpoint is on disk
+        state = killed / "checkpoint" / "trainer_state.pt"
+        if state.is_file() and torch.load(state, weights_only=False)["step"] >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    step = torch.load(killed / "checkpoint" / "trainer_state.pt", weights_only=False)["step"]
+    assert 2 <= step < 5
+    resumed = run_cli("--config", config, "--resume")
+    assert resumed.wait(300) == 0, resumed.stderr.read()
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert samples_by_step(killed) == samples_by_step(whole)  # same tasks, same sampled completions

@@ -18,7 +18,7 @@ from thinkgym.rewards import Score
 from thinkgym.trainer.checkpoint import CheckpointError
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.loop import TaskSampler, batch_logprobs, collect_batch, train, update
-from thinkgym.trainer.tiny_model import TINY_ENV, build_tiny_model
+from thinkgym.trainer.tiny_model import TINY_ENV
 
 ENV_KWARGS = {k: v for k, v in TINY_ENV.items() if k != "id"}
 
@@ -34,11 +34,6 @@ def seven_env(**kwargs):
 
 
 thinkgym.register("tests/Seven-v0", seven_env)
-
-
-@pytest.fixture(scope="module")
-def micro_model(tmp_path_factory):
-    return str(build_tiny_model(tmp_path_factory.mktemp("micro") / "model", steps=20, log=lambda s: None))
 
 
 def write_config(path, model, out, **train):
@@ -149,3 +144,18 @@ def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path
     assert resumed.wait(300) == 0, resumed.stderr.read()
     assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
     assert samples_by_step(killed) == samples_by_step(whole)  # same tasks, same sampled completions
+
+
+def test_lora_run_trains_adapters_against_the_adapter_free_reference(micro_model, tmp_path):
+    out = tmp_path / "lora"
+    lora = ["model.lora_rank=4", "algorithm.beta=0.1", "envs=[{id: tests/Seven-v0}]", "train.group_size=4",
+            "train.mini_batch_size=8", "train.lr=0.01"]
+    config = load_config(write_config(tmp_path / "l.yaml", micro_model, out, steps=1), lora)
+    train(config, progress=False, log=lambda s: None)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["kl_ref"] == pytest.approx(0.0, abs=1e-6)  # the first update starts at the reference
+    assert (out / "checkpoint" / "adapter_config.json").is_file()
+    more = load_config(write_config(tmp_path / "l.yaml", micro_model, out, steps=2), lora)
+    train(more, resume=True, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["kl_ref"] > 0  # adapters moved away from the base

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from thinkgym.trainer.algorithms import PRESETS, AlgorithmConfig
+from thinkgym.trainer.tiny_model import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, read_yaml
 
 
@@ -20,11 +21,14 @@ class ModelConfig:
     path: str = "tiny"  # "tiny": the built-in model (built on first use); else a checkpoint dir or hub name
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights; the reference is the adapter-free model
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass
 class EnvConfig:
-    id: str = "thinkgym/Math-v0"
+    id: str
     weight: float = 1.0  # share of prompts drawn from this env
     think_format: Optional[float] = None  # weight of think_format_reward, if added
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -94,10 +98,17 @@ class OutputConfig:
     eval_tasks: int = 100  # held-out tasks (the first of each env's eval env) for the before/after accuracy
 
 
+def tiny_env() -> EnvConfig:
+    """The tiny model's arithmetic env: trained on fresh tasks (a seed of its own),
+    evaluated on the held-out tasks the model never saw in pretraining."""
+    kwargs = {k: v for k, v in TINY_ENV.items() if k != "id"}
+    return EnvConfig(id=TINY_ENV["id"], kwargs={**kwargs, "seed": PRETRAIN_SEED + 1}, eval_kwargs={"seed": EVAL_SEED})
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
-    envs: list[EnvConfig] = field(default_factory=lambda: [EnvConfig()])
+    envs: list[EnvConfig] = field(default_factory=lambda: [tiny_env()])
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -9,6 +9,7 @@ clipped-surrogate updates over mini-batches with gradient accumulation.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import random
@@ -19,12 +20,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from gymnasium.envs.registration import load_env_creator
+
 import thinkgym
+import thinkgym.envs.registry
+from thinkgym.envs import TextEnv
+from thinkgym.envs.tasks import FORMATS
 from thinkgym.rewards.format import overlong_penalty
 from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
+from thinkgym.trainer.typed_config import ConfigError
 from thinkgym.trainer.policy import Rollouts, Sampling, generate, load_model, token_logprobs
 
 
@@ -72,6 +79,40 @@ class TaskSampler:
 
 def _prompt_key(prompt) -> str:
     return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def load_policy(config: Config, base_path: str, checkpoint: Path | None, device: str, with_reference: bool):
+    """(policy, tokenizer, reference or None). With LoRA the reference is the
+    policy itself with its adapters disabled, so no second copy is loaded."""
+    m = config.model
+    if m.lora_rank:
+        from peft import LoraConfig, PeftModel, get_peft_model
+        model, tokenizer = load_model(base_path, m.dtype, device)
+        if checkpoint:
+            model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
+        else:
+            model = get_peft_model(model, LoraConfig(r=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=0.0,
+                                                     target_modules=m.lora_targets, task_type="CAUSAL_LM"))
+        reference = AdapterFree(model) if with_reference else None
+    else:
+        model, tokenizer = load_model(str(checkpoint) if checkpoint else base_path, m.dtype, device)
+        reference = load_model(base_path, m.dtype, device)[0].eval() if with_reference else None
+    if m.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model, tokenizer, reference
+
+
+class AdapterFree(torch.nn.Module):
+    """A peft model called with its adapters disabled: the LoRA run's reference."""
+
+    def __init__(self, peft_model):
+        super().__init__()
+        self.peft_model = peft_model
+
+    def forward(self, **kwargs):
+        with self.peft_model.disable_adapter():
+            return self.peft_model(**kwargs)
 
 
 def held_out_accuracy(model, tokenizer, envs, eval_envs, tasks_per_env: int, sampling: Sampling, workers) -> dict[str, float]:
@@ -264,9 +305,30 @@ def describe_plan(config: Config) -> str:
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
              f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
-    for spec in config.envs:  # the envs must build: ids, files and options are checked here
-        thinkgym.make(spec.id, think_format=spec.think_format, **spec.kwargs)
+    for i, spec in enumerate(config.envs):
+        for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
+            check_env_options(f"envs[{i}]", spec.id, kwargs)
     return "\n".join(lines)
+
+
+def check_env_options(key: str, env_id: str, kwargs: dict) -> None:
+    """The env id exists, its constructor takes these options, and a local data
+    file exists; without building the env (a hub dataset may be unreachable)."""
+    env_spec = thinkgym.envs.registry.spec(env_id)
+    creator = env_spec.entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    try:
+        signature = inspect.signature(creator)
+        bound = signature.bind(**{**env_spec.kwargs, **kwargs})
+        rest = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+        if rest and bound.arguments.get(rest[0]):  # env factories pass extra options on to TextEnv
+            inspect.signature(TextEnv).bind(tasks=[], rewards=[], **bound.arguments[rest[0]])
+    except TypeError as exc:
+        raise ConfigError(f"{key}.kwargs: {env_id} does not take these options ({exc})") from None
+    source = kwargs.get("source")
+    if isinstance(source, str) and Path(source).suffix in FORMATS and not Path(source).is_file():
+        raise ConfigError(f"{key}.kwargs.source: dataset file not found: {source}")
 
 
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
@@ -285,11 +347,8 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)
     base_path = model_path(config.model.path, log)
     latest = ckpt.latest_checkpoint(out) if resume else None
-    model, tokenizer = load_model(str(latest) if latest else base_path, config.model.dtype, device)
-    if config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    ref_model = load_model(base_path, config.model.dtype, device)[0].eval() if algo.beta > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    model, tokenizer, ref_model = load_policy(config, base_path, latest, device, with_reference=algo.beta > 0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed)
     eval_sampling = Sampling(config.sampling.temperature, config.sampling.top_p, config.sampling.max_new_tokens,

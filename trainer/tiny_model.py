@@ -2,7 +2,7 @@
 
 The default ``thinkgym train`` run needs a policy that runs on a laptop CPU with
 no downloads, and that RL can visibly improve. This module builds one: a
-~0.8M-parameter Llama with a character-level tokenizer
+0.65M-parameter Llama with a character-level tokenizer
 (:mod:`thinkgym.trainer.tiny_tokenizer`), trained by next-token prediction on
 synthetic R1-Zero-style traces for :data:`TINY_ENV`::
 
@@ -10,8 +10,9 @@ synthetic R1-Zero-style traces for :data:`TINY_ENV`::
 
 Training stops early on purpose: the model has learnt the format and, mostly,
 the column method, but its next-token distributions are still broad, so sampled
-at temperature 1 it is right about a third of the time while its greedy answer
-is right far more often. That gap is what GRPO closes by sharpening the policy.
+at temperature 1 it is right about a quarter of the time (25% on 200 held-out
+tasks) while its greedy answer is right more than half the time (58%). That gap
+is what GRPO closes by sharpening the policy.
 
 The result is a standard Hugging Face checkpoint (``config.json``,
 ``model.safetensors``, ``generation_config.json``, tokenizer files) that
@@ -224,7 +225,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, steps: int = 
     """Build the tiny model into ``out_dir`` (created if needed) and return it.
 
     Deterministic given ``seed`` and ``steps``; the default build takes about two
-    minutes on two CPU cores. Tests pass a few ``steps`` for a quick micro build.
+    minutes on two idle CPU cores. Tests pass a few ``steps`` for a quick micro build.
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()

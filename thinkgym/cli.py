@@ -128,6 +128,28 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(config, resume=args.resume)
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from thinkgym.trainer.eval_run import EvalError, EvalOptions, default_out_dir, evaluate_model, parse_ks, summary_rows
+    from thinkgym.trainer.loop import resolve_device
+    from thinkgym.trainer.policy import Sampling
+
+    env = make_env(args.env, args.arg)
+    try:
+        options = EvalOptions(
+            model=args.model, env=args.env, env_args=parse_assignments(args.arg), n=args.n, ks=parse_ks(args.k),
+            sampling=Sampling(args.temperature, args.top_p, args.max_new_tokens, tuple(args.stop)),
+            limit=args.limit, seed=args.seed, device=resolve_device(args.device), dtype=args.dtype,
+            workers=args.workers)
+        out = Path(args.out) if args.out else default_out_dir(args.env)
+        summary = evaluate_model(options, env, out, log=lambda line: print(line, file=sys.stderr))
+    except EvalError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{summary['model']} on {args.env}: {summary['tasks']} tasks x {summary['n']} samples "
+          f"in {summary['wall_s']:.1f} s\n")
+    print_table(summary_rows(summary), ["metric", "value"])
+    print(f"\nSamples and summary: {out}")
+
+
 def cmd_sandbox_info(args: argparse.Namespace) -> None:
     from thinkgym.rewards.sandbox import isolation_info
     info = isolation_info()
@@ -164,6 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output.dir from its checkpoint")
     train.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
     train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="pass@k, maj@k and rewards of a model on an environment")
+    evaluate.add_argument("--model", required=True, help="checkpoint folder, hub name, or 'tiny' (the built-in tiny model)")
+    evaluate.add_argument("--env", required=True, help="environment id")
+    evaluate.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE", help="env option (repeatable)")
+    evaluate.add_argument("--n", type=int, default=16, help="completions per task (default: 16)")
+    evaluate.add_argument("--k", default="1,4,16", help="comma-separated k values, each <= n (default: 1,4,16)")
+    evaluate.add_argument("--limit", type=int, help="the first LIMIT tasks (default: all of a dataset, 100 of a generator)")
+    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--top-p", type=float, default=1.0)
+    evaluate.add_argument("--max-new-tokens", type=int, default=256)
+    evaluate.add_argument("--stop", action="append", default=[], metavar="STR", help="stop string (repeatable)")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (the task generator's seed is --arg seed=N)")
+    evaluate.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    evaluate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    evaluate.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
+    evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
+    evaluate.set_defaults(run=cmd_eval)
 
     sandbox = commands.add_parser("sandbox", help="the code sandbox").add_subparsers(dest="sandbox_command", required=True)
     sandbox.add_parser("info", help="which isolation is active").set_defaults(run=cmd_sandbox_info)

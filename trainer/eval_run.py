@@ -1,0 +1,271 @@
+"""``thinkgym eval``: pass@k, maj@k and reward statistics of a model on an environment.
+
+A run samples ``n`` completions for each of the environment's first ``limit``
+tasks, scores them with the environment, and reports:
+
+- pass@k, the unbiased estimator of Chen et al. 2021 over the ``n`` samples; a
+  sample is correct when the env's first reward component (its accuracy) is 1.0;
+- maj@k, majority voting over the samples' extracted answers, estimated without
+  bias over the ``n`` samples (:func:`~thinkgym.trainer.passk.maj_at_k`). It
+  applies to environments scored by ``math_reward`` only: their answers are
+  extracted with ``extract_answer`` and grouped by ``canonical_answer``. Code,
+  JSON and countdown answers have many correct forms and no canonical one to vote
+  on, so there maj@k is reported as not applicable (``null``);
+- the mean of each reward component and of the total reward, the mean completion
+  length in tokens, and the fraction of completions cut at ``max_new_tokens``.
+
+Two samples vote together when their canonical answers are equal *and* the
+environment scored them alike: ``canonical_answer`` only groups answers that
+tend to be equal, and the environment's verdict is the one that counts, so a
+group never mixes correct and incorrect samples. A sample without an extracted
+answer, or whose answer has no canonical form, does not vote.
+
+Files written to the output folder: ``samples.jsonl`` (one row per completion)
+and ``summary.json`` (the options and every number the table shows).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import transformers
+
+from thinkgym.rewards.math_answer import canonical_answer, extract_answer, math_reward
+from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
+from thinkgym.trainer.loop import model_path
+from thinkgym.trainer.passk import maj_at_k, pass_at_k
+from thinkgym.trainer.policy import ModelLoadError, Sampling, load_model
+
+GENERATOR_LIMIT = 100
+"""Tasks evaluated by default on a procedural generator (``Math-v0`` without a
+dataset has 100,000): its first this many. Datasets are evaluated whole."""
+
+BATCH_PROMPTS = 32
+"""Tasks sampled (``n`` completions each) and scored per batch."""
+
+
+class EvalError(ValueError):
+    """A bad evaluation option; the CLI prints it as one line with exit code 2."""
+
+
+@dataclass
+class EvalOptions:
+    """What ``thinkgym eval`` was asked for. ``model`` is a checkpoint folder, a
+    hub name, or ``"tiny"`` for the built-in tiny model (built on first use)."""
+
+    model: str
+    env: str
+    env_args: dict = field(default_factory=dict)
+    n: int = 16
+    ks: tuple[int, ...] = (1, 4, 16)
+    sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=256))
+    limit: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    workers: int | None = None  # scoring processes (None: one per core)
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``"1,4,16"`` -> ``(1, 4, 16)``, sorted and deduplicated."""
+    try:
+        return tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise EvalError(f"--k takes comma-separated integers like 1,4,16, got {text!r}") from None
+
+
+def check_options(options: EvalOptions) -> None:
+    """Reject options that cannot work, before any model is loaded."""
+    sampling = options.sampling
+    problems = [(options.n < 1, f"--n must be >= 1, got {options.n}"),
+                (options.limit is not None and options.limit < 1, f"--limit must be >= 1, got {options.limit}"),
+                (sampling.temperature <= 0, f"--temperature must be > 0, got {sampling.temperature}"),
+                (not 0 < sampling.top_p <= 1, f"--top-p must be in (0, 1], got {sampling.top_p}"),
+                (sampling.max_new_tokens < 1, f"--max-new-tokens must be >= 1, got {sampling.max_new_tokens}"),
+                (options.workers is not None and options.workers < 1, f"--workers must be >= 1, got {options.workers}")]
+    problems += [(not 1 <= k <= options.n, f"k={k} is out of range: each k must be between 1 and --n ({options.n})")
+                 for k in options.ks]
+    for failed, message in problems:
+        if failed:
+            raise EvalError(message)
+
+
+def select_tasks(base, limit: int | None) -> list[dict]:
+    """The env's first ``limit`` tasks, in order. Without a limit: all tasks of a
+    dataset, the first :data:`GENERATOR_LIMIT` of a procedural generator."""
+    if limit is None:
+        limit = GENERATOR_LIMIT if hasattr(base.tasks, "by_id") else len(base.tasks)
+    return [base.tasks[i] for i in range(min(limit, len(base.tasks)))]
+
+
+def votes_apply(base) -> bool:
+    """Whether maj@k applies: the env's accuracy is ``math_reward``, whose answers
+    ``extract_answer`` finds and ``canonical_answer`` groups."""
+    return base.rewards[0].fn is math_reward
+
+
+def vote_keys(answers: Sequence[str | None], correct: Sequence[bool]) -> list[Hashable | None]:
+    """The vote of each sample: ``(canonical answer, correct)``, or None when the
+    sample has no answer or its answer no canonical form. Canonical forms are
+    computed once per distinct answer (each takes a sympy call)."""
+    forms: dict[str, str | None] = {}
+    for answer in answers:
+        if answer is not None and answer not in forms:
+            forms[answer] = canonical_answer(answer)
+    return [None if a is None or forms[a] is None else (forms[a], ok) for a, ok in zip(answers, correct)]
+
+
+def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean of a non-empty sequence."""
+    return sum(values) / len(values)
+
+
+def summarize(correct: Sequence[Sequence[bool]], votes: Sequence[Sequence[Hashable | None]] | None,
+              ks: Sequence[int], rewards: dict[str, Sequence[float]], totals: Sequence[float],
+              lengths: Sequence[int], truncated: Sequence[bool]) -> dict:
+    """The metrics of an eval, from per-task samples (pure; no model involved).
+
+    Args:
+        correct: per task, ``n`` bools (is each sample correct).
+        votes: per task, ``n`` vote keys for maj@k (equal keys are one answer and
+            must agree on correctness; None abstains), or None when maj@k does not
+            apply to the env.
+        ks: the k values, each ``<= n``.
+        rewards: each reward component's value per sample (flat, task-major).
+        totals: the total (weighted) reward per sample.
+        lengths, truncated: completion tokens and cut-off flag per sample.
+
+    Returns ``pass@k`` and ``maj@k`` (``{str(k): mean over tasks}``; ``maj@k`` is
+    None when it does not apply), ``reward`` (``"total"`` and each component's
+    mean), ``length_mean`` and ``truncated_fraction``.
+    """
+    def per_task_mean(metric: Callable[[int], list[float]]) -> dict[str, float]:
+        return {str(k): mean(metric(k)) for k in ks}
+
+    pass_k = per_task_mean(lambda k: [pass_at_k(len(c), sum(c), k) for c in correct])
+    maj_k = None
+    if votes is not None:
+        maj_k = per_task_mean(lambda k: [maj_at_k(v, list(c), k) for v, c in zip(votes, correct)])
+    return {"pass@k": pass_k, "maj@k": maj_k,
+            "reward": {"total": mean(totals), **{name: mean(values) for name, values in rewards.items()}},
+            "length_mean": mean(lengths), "truncated_fraction": mean([float(t) for t in truncated])}
+
+
+def summary_rows(summary: dict) -> list[tuple[str, float | str]]:
+    """(metric, value) rows for the printed table."""
+    rows: list[tuple[str, float | str]] = [(f"pass@{k}", v) for k, v in summary["pass@k"].items()]
+    if summary["maj@k"] is None:
+        rows.append(("maj@k", "n/a (no answer extraction for this env)"))
+    else:
+        rows += [(f"maj@{k}", v) for k, v in summary["maj@k"].items()]
+    rows += [(f"reward: {name}", v) for name, v in summary["reward"].items()]
+    rows += [("length (tokens)", summary["length_mean"]), ("truncated", summary["truncated_fraction"])]
+    return rows
+
+
+def default_out_dir(env_id: str) -> Path:
+    """``runs/eval-<env name>-<timestamp>`` (``thinkgym/Math-v0`` -> ``Math-v0``)."""
+    return Path("runs") / f"eval-{env_id.rsplit('/', 1)[-1]}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def sample_in_batches(model, tokenizer, env, tasks: list[dict], options: EvalOptions,
+                      log: Callable[[str], None]) -> list[Samples]:
+    """:func:`sample_and_score` over :data:`BATCH_PROMPTS` tasks at a time, logging progress."""
+    parts = []
+    for start in range(0, len(tasks), BATCH_PROMPTS):
+        chunk = tasks[start:start + BATCH_PROMPTS]
+        parts.append(sample_and_score(model, tokenizer, env, chunk, options.n, options.sampling,
+                                      batch_prompts=BATCH_PROMPTS, workers=options.workers))
+        log(f"sampled and scored {start + len(chunk)}/{len(tasks)} tasks")
+    return parts
+
+
+@dataclass
+class Flat:
+    """The samples of every batch, flattened task-major (``n`` per task)."""
+
+    texts: list[str]
+    scored: list
+    lengths: list[int]
+    truncated: list[bool]
+
+    @classmethod
+    def of(cls, parts: list[Samples]) -> Flat:
+        return cls([t for p in parts for t in p.texts], [s for p in parts for s in p.scored],
+                   torch.cat([p.lengths for p in parts]).tolist(), torch.cat([p.truncated for p in parts]).tolist())
+
+
+def sample_rows(tasks: list[dict], n: int, flat: Flat, answers: list[str | None],
+                votes: list[Hashable | None] | None) -> list[dict]:
+    """One ``samples.jsonl`` row per completion, task-major."""
+    rows = []
+    for i, (text, result) in enumerate(zip(flat.texts, flat.scored)):
+        vote = votes[i] if votes is not None else None
+        rows.append({"task_id": tasks[i // n]["id"], "sample": i % n, "completion": text, "reward": result.reward,
+                     "rewards": result.rewards, "reasons": result.reasons, "answer": answers[i],
+                     "canonical": vote[0] if vote is not None else None, "length": flat.lengths[i],
+                     "truncated": flat.truncated[i]})
+    return rows
+
+
+def load_checked(options: EvalOptions, base, tasks: list[dict], log: Callable[[str], None]):
+    """(model, tokenizer, resolved path); errors name the missing folder or an env
+    whose chat prompts the tokenizer cannot render."""
+    path = model_path(options.model, log)
+    if path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        raise ModelLoadError(f"model folder not found: {path}")
+    model, tokenizer = load_model(path, options.dtype, options.device)
+    try:
+        render_prompts(base, tokenizer, tasks[:1])
+    except ValueError as exc:  # a chat-style env and a tokenizer without a chat template
+        raise EvalError(f"{options.env}: {exc}") from None
+    return model.eval(), tokenizer, path
+
+
+def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Run the eval described by ``options`` on ``env`` and write ``samples.jsonl``
+    and ``summary.json`` into ``out_dir``. Returns the summary."""
+    started = time.perf_counter()
+    check_options(options)
+    base, n = env.unwrapped, options.n
+    tasks = select_tasks(base, options.limit)
+    model, tokenizer, path = load_checked(options, base, tasks, log)
+    torch.manual_seed(options.seed)
+    log(f"evaluating {options.model} on {options.env}: {len(tasks)} tasks x {n} samples")
+    flat = Flat.of(sample_in_batches(model, tokenizer, env, tasks, options, log))
+
+    correct = [s.rewards[base.rewards[0].name] == 1.0 for s in flat.scored]
+    answers = [extract_answer(t) if votes_apply(base) else None for t in flat.texts]
+    votes = vote_keys(answers, correct) if votes_apply(base) else None
+    metrics = summarize(correct=[correct[i:i + n] for i in range(0, len(correct), n)],
+                        votes=[votes[i:i + n] for i in range(0, len(votes), n)] if votes is not None else None,
+                        ks=options.ks, rewards={r.name: [s.rewards[r.name] for s in flat.scored] for r in base.rewards},
+                        totals=[s.reward for s in flat.scored], lengths=flat.lengths, truncated=flat.truncated)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as f:
+        for row in sample_rows(tasks, n, flat, answers, votes):
+            f.write(json.dumps(row) + "\n")
+    summary = {"model": options.model, "model_path": path, "env": options.env, "options": _options_record(options),
+               "n": n, "k": list(options.ks), "tasks": len(tasks), **metrics,
+               "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                            "transformers": transformers.__version__},
+               "wall_s": round(time.perf_counter() - started, 3)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _options_record(options: EvalOptions) -> dict:
+    """The options that shape the numbers, for ``summary.json``."""
+    record = asdict(options)
+    for key in ("model", "env", "n", "ks"):
+        record.pop(key)
+    record["sampling"]["stop"] = list(options.sampling.stop)
+    return record

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs thinkgym (editable) with its test extras. Sourced by demo.sh and test.sh.
+# Installs thinkgym (editable) with its test extras. Sourced by train.sh and test.sh.
 # torch: an already installed build (e.g. a CUDA one on a GPU box) is kept; otherwise
 # torch==2.13.0 is installed (on a CPU-only machine with the local CPU wheel, that one).
 set -euo pipefail

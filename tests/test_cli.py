@@ -73,3 +73,11 @@ def test_sandbox_info_reports_the_active_isolation(capsys):
 
     code, out, _ = run(capsys, "sandbox", "info")
     assert code == 0 and isolation_info()["level"] in out
+
+
+def test_readme_preset_table_is_current():
+    from pathlib import Path
+
+    from thinkgym.trainer.algorithms import presets_table
+
+    assert presets_table() in (Path(__file__).parents[1] / "README.md").read_text()

@@ -140,6 +140,10 @@ class TextEnv(gymnasium.Env):
             raise EnvError("the task set is empty")
         if not rewards:
             raise EnvError("an environment needs at least one reward")
+        for name, value in (("prompt", prompt), ("feedback", feedback), ("system", system)):
+            if value is not None and not isinstance(value, str):
+                raise EnvError(f"{name} must be a string template, got {type(value).__name__} {value!r} "
+                               "(on the command line, quote it: 'prompt=\"{question}\"')")
         if style not in STYLES:
             raise EnvError(f"unknown prompt style {style!r}; choose one of {STYLES}")
         if max_turns < 1 or (max_turns > 1 and style != "chat"):

@@ -155,3 +155,8 @@ def test_readme_custom_env_example(tmp_path):
     obs, _ = env.reset(seed=0)
     assert obs[0]["content"] == "Capital of France?\nAnswer with one word."
     assert env.step("Paris")[1] == 1.0
+
+
+def test_non_string_prompt_template_is_refused():
+    with pytest.raises(EnvError, match="prompt must be a string template"):
+        TextEnv(TASKS, [Reward("accuracy", exact_match)], prompt={"question": None})

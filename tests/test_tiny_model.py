@@ -165,3 +165,16 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         tiny_model_path(log=quiet)
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_pretraining_answers_are_noisy_but_right_most_often():
+    import collections
+    import random
+
+    from thinkgym.trainer.tiny_model import ANSWER_NOISE, noisy_answer
+
+    rng = random.Random(0)
+    counts = collections.Counter(noisy_answer(50, rng) - 50 for _ in range(20_000))
+    assert set(counts) == {0, 1, -1, 10, -10}
+    assert counts[0] / 20_000 == pytest.approx(1 - ANSWER_NOISE, abs=0.02)
+    assert counts.most_common(1)[0][0] == 0  # the true result is the plurality: what RL sharpens

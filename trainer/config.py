@@ -1,5 +1,8 @@
 """The one configuration tree of a training run, loaded from YAML and ``--set``.
 
+The defaults are the embedded default run (``configs/tiny.yaml``): the tiny
+built-in model, Dr. GRPO on two-digit arithmetic, a few minutes on 2 CPU cores.
+
 Every hyper-parameter is visible here, with its default. ``algorithm.preset``
 picks a named recipe (``grpo``, ``dr_grpo``, ``dapo``, ``rloo``, ``gspo``); any
 field set next to it overrides the preset.
@@ -47,7 +50,7 @@ class SamplingConfig:
 class AlgorithmSection:
     """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
 
-    preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo"] = "grpo"
+    preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo"] = "dr_grpo"
     estimator: Optional[str] = None
     clip_low: Optional[float] = None
     clip_high: Optional[float] = None
@@ -72,19 +75,19 @@ class AlgorithmSection:
 
 @dataclass
 class TrainConfig:
-    steps: int = 40
+    steps: int = 150
     prompts_per_step: int = 16  # B
     group_size: int = 8  # G completions per prompt
     epochs_per_batch: int = 1  # mu
-    mini_batch_size: int = 64  # completions per optimizer step
+    mini_batch_size: int = 128  # completions per optimizer step
     micro_batch_size: int = 32  # completions per forward/backward (gradient accumulation)
-    lr: float = 1e-5
-    warmup_steps: int = 0
+    lr: float = 1e-4
+    warmup_steps: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto: cuda if available, else cpu
-    cpu_threads: int = 0  # torch intra-op threads; 0: torch's default. Tiny models run fastest on 1
+    cpu_threads: int = 1  # torch intra-op threads; 0: torch's default. The tiny model runs fastest on 1
     score_workers: int = 0  # reward scoring processes; 0: one per core
 
 
@@ -92,10 +95,10 @@ class TrainConfig:
 class OutputConfig:
     dir: str = "runs/default"
     log_every: int = 1
-    samples_every: int = 5
+    samples_every: int = 10
     samples_per_log: int = 4
-    checkpoint_every: int = 10
-    eval_tasks: int = 100  # held-out tasks (the first of each env's eval env) for the before/after accuracy
+    checkpoint_every: int = 50
+    eval_tasks: int = 200  # held-out tasks (the first of each env's eval env) for the before/after accuracy
 
 
 def tiny_env() -> EnvConfig:

@@ -32,7 +32,7 @@ from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advant
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
 from thinkgym.trainer.typed_config import ConfigError
-from thinkgym.trainer.policy import Rollouts, Sampling, generate, load_model, token_logprobs
+from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, generate, load_model, token_logprobs
 
 
 def resolve_device(name: str) -> str:
@@ -334,6 +334,8 @@ def check_env_options(key: str, env_id: str, kwargs: dict) -> None:
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the run summary."""
     t, out = config.train, Path(config.output.dir)
+    if config.model.path != "tiny":  # fail before the run directory is created
+        check_model_path(config.model.path)
     ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     algo = config.algorithm.resolve()
     device = resolve_device(t.device)

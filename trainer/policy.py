@@ -25,9 +25,7 @@ def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) from a local checkpoint dir or a hub name."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = Path(path).expanduser()
-    if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        raise ModelLoadError(f"model path {path!r} is not a Hugging Face checkpoint (no config.json)")
+    local = check_model_path(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
         model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
@@ -36,6 +34,14 @@ def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
+
+
+def check_model_path(path: str) -> Path:
+    """A local-looking path must be a checkpoint folder; anything else is a hub name."""
+    local = Path(path).expanduser()
+    if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+        raise ModelLoadError(f"model path {path!r} is not a Hugging Face checkpoint (no config.json)")
+    return local
 
 
 @dataclass

@@ -60,13 +60,15 @@ HELD_OUT_TASKS = 1000
 PRETRAIN_SEED = 1
 """Generator seed of the pretraining tasks."""
 
-CACHE_NAME = "tiny-v1"
+CACHE_NAME = "tiny-v2"
 """The cache folder name; change it whenever the recipe below changes."""
-STEPS = 280
+STEPS = 300
 """Pretraining steps of the default build."""
 BATCH_SIZE = 64
 LEARNING_RATE = 3e-3
 WARMUP_STEPS = 20
+ANSWER_NOISE = 0.6
+"""Share of pretraining traces whose final answer is a near miss (see :func:`noisy_answer`)."""
 
 MODEL_CONFIG = {
     "hidden_size": 128,
@@ -87,10 +89,11 @@ def make_env(seed: int) -> thinkgym.TextEnv:
     return thinkgym.make(TINY_ENV["id"], seed=seed, **{k: v for k, v in TINY_ENV.items() if k != "id"})
 
 
-def worked_solution(question: str) -> str:
+def worked_solution(question: str, answer: int | None = None) -> str:
     """The completion the tiny model is pretrained on for ``question`` (``"Compute a + b."``
     or ``"Compute a - b."``): a column-by-column computation in ``<think>``, then
-    the result in ``<answer>``. A negative difference is computed as ``-(b - a)``."""
+    the result (or ``answer``, when given) in ``<answer>``. A negative difference
+    is computed as ``-(b - a)``."""
     match = _QUESTION.fullmatch(question)
     if match is None:
         raise ValueError(f"not a two-term + or - question: {question!r}")
@@ -102,7 +105,20 @@ def worked_solution(question: str) -> str:
     else:
         think = f"{a}-{b}=-({b}-{a}). {b}-{a}: {_subtract_columns(b, a)}"
     result = a + b if op == "+" else a - b
-    return f"<think>{think}</think><answer>{result}</answer>"
+    return f"<think>{think}</think><answer>{result if answer is None else answer}</answer>"
+
+
+def noisy_answer(result: int, rng: random.Random) -> int:
+    """The answer a pretraining trace ends with: with probability :data:`ANSWER_NOISE`
+    a near miss (result +-1 or +-10, each equally likely), else the result.
+
+    This is the deliberate imperfection RL then removes: the model learns to work
+    the sum out, but not to trust its own working, so sampled at temperature 1 it
+    often writes a near miss after a correct computation. The true result stays
+    the single most likely answer, which is the signal group-relative RL amplifies."""
+    if rng.random() >= ANSWER_NOISE:
+        return result
+    return result + rng.choice((1, -1, 10, -10))
 
 
 def _digits(n: int, width: int) -> list[int]:
@@ -143,6 +159,7 @@ def pretraining_examples(tokenizer: PreTrainedTokenizerFast, count: int) -> list
     """``count`` (prompt ids, completion ids + EOS) pairs from the ``PRETRAIN_SEED``
     tasks, in task order, skipping held-out questions."""
     env, excluded = make_env(PRETRAIN_SEED), held_out_questions()
+    rng = random.Random(PRETRAIN_SEED)
     examples, i = [], 0
     while len(examples) < count:
         task = env.tasks[i]
@@ -150,7 +167,8 @@ def pretraining_examples(tokenizer: PreTrainedTokenizerFast, count: int) -> list
         if task["question"] in excluded:
             continue
         prompt = tokenizer.encode(env.prompt_of(task))
-        completion = tokenizer.encode(worked_solution(task["question"])) + [tokenizer.eos_token_id]
+        answer = noisy_answer(int(task["answer"]), rng)
+        completion = tokenizer.encode(worked_solution(task["question"], answer)) + [tokenizer.eos_token_id]
         examples.append((prompt, completion))
     return examples
 

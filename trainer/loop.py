@@ -97,8 +97,8 @@ def load_policy(config: Config, base_path: str, checkpoint: Path | None, device:
     else:
         model, tokenizer = load_model(str(checkpoint) if checkpoint else base_path, m.dtype, device)
         reference = load_model(base_path, m.dtype, device)[0].eval() if with_reference else None
-    if m.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if m.gradient_checkpointing:  # renamed in transformers 5
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     return model, tokenizer, reference
 

@@ -1,0 +1,83 @@
+"""Trainer switches on a micro model: DAPO dynamic sampling, overlong handling,
+stop strings, env mixtures, chat prompts, bf16 and gradient checkpointing."""
+
+import json
+
+import pytest
+import torch
+
+import thinkgym
+from thinkgym.trainer.config import load_config
+from thinkgym.trainer.loop import TaskSampler, collect_batch, train
+from thinkgym.trainer.policy import Sampling, generate, load_model
+
+from test_trainer import write_config  # noqa: F401 - registers tests/Seven-v0 too
+
+
+def batch_for(micro_model, overrides, envs=("tests/Seven-v0",), weights=(1.0,)):
+    config = load_config(None, [f"model.path={micro_model}", "train.score_workers=1", *overrides])
+    model, tokenizer = load_model(micro_model)
+    made = [thinkgym.make(e) for e in envs]
+    torch.manual_seed(0)
+    return collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, made,
+                         TaskSampler(made, list(weights), 0, set()), workers=1)
+
+
+def test_dapo_dynamic_sampling_keeps_only_informative_groups(micro_model):
+    batch = batch_for(micro_model, ["algorithm.preset=dapo", "algorithm.overlong=mask_truncated",
+                                    "train.prompts_per_step=4", "train.group_size=4", "train.mini_batch_size=16",
+                                    "train.micro_batch_size=8", "sampling.max_new_tokens=12"])
+    groups = batch.rewards.view(-1, 4)
+    assert groups.shape[0] <= 4
+    assert (groups.max(1).values != groups.min(1).values).all()  # all-equal groups were dropped
+    assert batch.metrics["sampling_rounds"] >= 1 and 0 <= batch.metrics["zero_variance_groups_frac"] <= 1
+
+
+def test_overlong_soft_penalty_and_truncation_mask(micro_model):
+    common = ["train.prompts_per_step=2", "train.group_size=4", "train.mini_batch_size=8", "train.micro_batch_size=8",
+              "sampling.max_new_tokens=6"]
+    masked = batch_for(micro_model, ["algorithm.overlong=mask_truncated", *common])
+    assert masked.rollouts.truncated.any()
+    assert (masked.loss_mask[masked.rollouts.truncated].sum(1) == 0).all()
+    penalised = batch_for(micro_model, ["algorithm.overlong=soft_penalty", "algorithm.overlong_buffer=0.5", *common])
+    lengths = penalised.rollouts.completion_mask.sum(1)
+    seven = torch.tensor([float("7" in t) for t in penalised.rollouts.texts])
+    expected = seven + torch.clamp((3 - lengths.float()) / 3, min=-1.0, max=0.0)  # 6 tokens, buffer 3
+    assert torch.allclose(penalised.rewards, expected)
+
+
+def test_env_mixture_reports_accuracy_per_env(micro_model):
+    batch = batch_for(micro_model, ["train.prompts_per_step=8", "train.group_size=2", "train.mini_batch_size=16",
+                                    "train.micro_batch_size=8", "sampling.max_new_tokens=8"],
+                      envs=("tests/Seven-v0", "thinkgym/Math-v0"), weights=(1.0, 1.0))
+    assert {"accuracy/tests/Seven-v0", "accuracy/thinkgym/Math-v0"} <= set(batch.metrics)
+    assert batch.rewards.shape == (16,)
+
+
+def test_stop_strings_cut_completions(micro_model):
+    model, tokenizer = load_model(micro_model)
+    torch.manual_seed(0)
+    rollouts = generate(model, tokenizer, ["Compute 12 + 34."] * 2, 4, Sampling(max_new_tokens=40, stop=(":",)))
+    stopped = 0
+    for text, ids, mask, truncated in zip(rollouts.texts, rollouts.completion_ids, rollouts.completion_mask,
+                                          rollouts.truncated):
+        kept = tokenizer.decode([t for t, m in zip(ids.tolist(), mask.tolist()) if m], skip_special_tokens=True)
+        assert kept == text  # the loss mask covers exactly the text that was scored
+        if ":" in text:
+            stopped += 1
+            assert text.endswith(":") and text.count(":") == 1 and not truncated
+    assert stopped  # the worked solutions start "12+34:"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.dtype=bfloat16"],
+    ["model.gradient_checkpointing=true"],
+    ["envs=[{id: thinkgym/Math-v0, kwargs: {generator: arithmetic, style: chat, prompt: '{question}'}}]"],
+], ids=["bf16", "gradient-checkpointing", "chat-template"])
+def test_variants_train_a_step(micro_model, tmp_path, overrides):
+    out = tmp_path / "run"
+    config = load_config(write_config(tmp_path / "c.yaml", micro_model, out, steps=1), overrides)
+    train(config, progress=False, log=lambda s: None)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["step"] == 1 and row["grad_norm"] == row["grad_norm"]
+    assert list((out / "tensorboard").iterdir())  # TensorBoard is installed here

@@ -49,3 +49,20 @@ def test_missing_model_and_config_files(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = main(["train", "--set", f"model.path={tmp_path / 'empty'}", "--set", f"output.dir={tmp_path / 'run'}"])
     assert code == 2 and "is not a Hugging Face checkpoint" in capsys.readouterr().err
+
+
+def test_bad_dataset_rows_stop_training_before_the_run_dir_exists(tmp_path, capsys, micro_model):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "2"}\n{"question": "2+2?"}\n')
+    out = tmp_path / "run"
+    code = main(["train", "--set", f"model.path={micro_model}", "--set", f"output.dir={out}",
+                 "--set", f"envs=[{{id: thinkgym/Math-v0, kwargs: {{source: {data}}}}}]"])
+    assert code == 2 and "row 1 has no column 'answer'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_public_trainer_api():
+    import thinkgym.trainer as trainer
+
+    assert trainer.pass_at_k(4, 2, 2) == pytest.approx(5 / 6)
+    assert callable(trainer.group_advantages) and callable(trainer.policy_loss) and callable(trainer.train)

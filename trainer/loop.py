@@ -334,8 +334,10 @@ def check_env_options(key: str, env_id: str, kwargs: dict) -> None:
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the run summary."""
     t, out = config.train, Path(config.output.dir)
-    if config.model.path != "tiny":  # fail before the run directory is created
+    # Bad input (model path, env options, dataset rows) fails before the run directory exists.
+    if config.model.path != "tiny":
         check_model_path(config.model.path)
+    envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     algo = config.algorithm.resolve()
     device = resolve_device(t.device)
@@ -343,7 +345,6 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         torch.set_num_threads(t.cpu_threads)
     random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed)
     workers = t.score_workers or None
-    envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
                 for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)

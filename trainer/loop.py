@@ -103,16 +103,26 @@ def load_policy(config: Config, base_path: str, checkpoint: Path | None, device:
     return model, tokenizer, reference
 
 
-class AdapterFree(torch.nn.Module):
-    """A peft model called with its adapters disabled: the LoRA run's reference."""
+class AdapterFree:
+    """A peft model seen with its adapters disabled: the LoRA run's reference.
+    Only what :func:`token_logprobs` uses: the decoder and the LM head."""
 
     def __init__(self, peft_model):
-        super().__init__()
         self.peft_model = peft_model
 
-    def forward(self, **kwargs):
-        with self.peft_model.disable_adapter():
-            return self.peft_model(**kwargs)
+    def eval(self):
+        return self
+
+    def get_decoder(self):
+        decoder = self.peft_model.get_decoder()
+
+        def run(**kwargs):
+            with self.peft_model.disable_adapter():
+                return decoder(**kwargs)
+        return run
+
+    def get_output_embeddings(self):
+        return self.peft_model.get_output_embeddings()
 
 
 def held_out_accuracy(model, tokenizer, envs, eval_envs, tasks_per_env: int, sampling: Sampling, workers) -> dict[str, float]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -123,23 +124,47 @@ def _tokens_covering(tokenizer, ids: list[int], chars: int) -> int:
 
 
 def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                   temperature: float = 1.0, with_entropy: bool = False):
-    """Log-probability of each completion token under ``model`` ([N, T]) and,
-    optionally, the entropy of each next-token distribution.
+                   temperature: float = 1.0, with_entropy: bool = False, chunk_elements: int = 1 << 25):
+    """Log-probability of each completion token under ``model`` ([N, T], 0 on
+    padding) and, optionally, the entropy of each next-token distribution.
 
-    Logits are divided by the sampling temperature, so the log-probs are those of
-    the distribution the completions were sampled from.
+    Memory-lean: the decoder runs once, then the LM head, log-softmax and gather
+    run over the valid completion tokens only, a chunk of about ``chunk_elements``
+    logits (128 MiB in float32) at a time, each under activation checkpointing.
+    So float32 logits of shape [N, T, vocab] never exist, in the forward or the
+    backward pass; the peak is a few [chunk, vocab] blocks. Logits are divided by the sampling
+    temperature: these are the log-probs of the distribution sampled from.
     """
     input_ids = torch.cat([prompt_ids, completion_ids], 1)
     attention_mask = torch.cat([prompt_mask, completion_mask], 1)
     position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-    t = completion_ids.shape[1]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                   logits_to_keep=t + 1, use_cache=False).logits[:, :-1].float() / temperature
-    logp = F.log_softmax(logits, -1)
-    chosen = logp.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    n, t = completion_ids.shape
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                 use_cache=False).last_hidden_state[:, -t - 1:-1]  # the states that predict the completion
+    head = model.get_output_embeddings()
+    chunk_tokens = max(1, chunk_elements // head.weight.shape[0])
+    valid = completion_mask.reshape(-1).nonzero().squeeze(1)
+    states, targets = hidden.reshape(n * t, -1)[valid], completion_ids.reshape(-1)[valid]
+    chosen, entropy = [], []
+    for start in range(0, len(valid), chunk_tokens):
+        part = slice(start, start + chunk_tokens)
+        logp, ent = checkpoint(_head_logprobs, head.weight, head.bias, states[part], targets[part], temperature,
+                               use_reentrant=False)
+        chosen.append(logp)
+        entropy.append(ent)
+    out = torch.zeros(n * t, dtype=torch.float32, device=hidden.device)
+    out = out.index_put((valid,), torch.cat(chosen) if chosen else out[:0]).view(n, t)
     if not with_entropy:
-        return chosen, None
+        return out, None
+    ent = torch.zeros(n * t, device=hidden.device).index_put((valid,), torch.cat(entropy) if entropy else out.new_zeros(0))
+    return out, ent.view(n, t)
+
+
+def _head_logprobs(weight, bias, states, targets, temperature: float):
+    """(log-prob of ``targets``, entropy) for one chunk of hidden states."""
+    logits = F.linear(states, weight, bias).float() / temperature
+    normaliser = logits.logsumexp(-1)
+    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
     with torch.no_grad():
-        entropy = -(logp.exp() * logp).sum(-1)
+        entropy = normaliser - (logits.softmax(-1) * logits).sum(-1)
     return chosen, entropy

@@ -67,11 +67,11 @@ def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp
     assert batch.metrics["reward/seven"] == pytest.approx(batch.rewards.mean().item())
     if batch.advantages.abs().sum() == 0:
         pytest.fail("no group had mixed rewards; pick another seed")
-    old = batch_logprobs(model, batch.rollouts, 8, 1.0)
+    old = batch.rollouts.old_logprobs  # computed while the rewards were scored
+    assert torch.allclose(old, batch_logprobs(model, batch.rollouts, 8, 1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(model, optimizer, scheduler, batch, old, None, config, config.algorithm.resolve(),
-                   torch.Generator().manual_seed(0))
+    stats = update(model, optimizer, scheduler, batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
     assert stats["loss"] != 0 and stats["grad_norm"] > 0
     new = batch_logprobs(model, batch.rollouts, 8, 1.0)
     mask = batch.loss_mask.float()
@@ -89,7 +89,7 @@ def test_train_logs_checkpoints_and_resumes(micro_model, tmp_path):
     for key in ["reward/mean", "reward/std", "reward/accuracy", "accuracy/thinkgym/Math-v0", "length/mean",
                 "length/max", "truncated_frac", "zero_variance_groups_frac", "clip_frac_low", "clip_frac_high",
                 "kl_ref", "entropy", "grad_norm", "lr", "rollout_tokens_per_s", "train_tokens_per_s", "time/step",
-                "time/generate", "time/score", "time/logprobs", "time/update", "loss"]:
+                "time/generate", "time/score_wait", "time/logprobs", "time/update", "loss"]:
         assert key in rows[0], key
         assert rows[0][key] == rows[0][key]  # not NaN
     assert (out / "checkpoint" / "config.json").is_file() and (out / "curves.png").stat().st_size > 1000

@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,14 @@ from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
 from thinkgym.trainer.typed_config import ConfigError
 from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, generate, load_model, token_logprobs
+
+
+_SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on the scoring processes
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
 
 
 def resolve_device(name: str) -> str:
@@ -150,9 +159,11 @@ class Batch:
 
 
 def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, tokenizer, envs, sampler: TaskSampler,
-                  workers) -> Batch:
+                  workers, ref_model=None) -> Batch:
     """Generate and score until B informative groups are in hand (dynamic
-    sampling) or the extra rounds run out."""
+    sampling) or the extra rounds run out. While the rewards are scored (in
+    worker processes), the old-policy and reference log-probs of the same
+    completions are computed, so scoring costs little wall time."""
     t, sampling_cfg = config.train, config.sampling
     sampling = Sampling(sampling_cfg.temperature, sampling_cfg.top_p, sampling_cfg.max_new_tokens, tuple(sampling_cfg.stop))
     g = t.group_size
@@ -162,7 +173,8 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     components: dict[str, list[float]] = {}
     accuracy: dict[str, list[float]] = {}
     samples = []
-    gen_time = score_time = 0.0
+    gen_time = score_time = score_wait = logprob_time = 0.0
+    micro, temperature = t.micro_batch_size, sampling.temperature
     while have < t.prompts_per_step and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
         drawn = sampler.draw(step, rounds, t.prompts_per_step - have if rounds else t.prompts_per_step)
         rounds += 1
@@ -176,9 +188,17 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             model.eval()
             rollouts = generate(model, tokenizer, prompts, g, sampling, add_special_tokens=not chat)
             gen_time += time.perf_counter() - start
+            scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, [task for task in tasks for _ in range(g)],
+                                     workers)
             start = time.perf_counter()
-            scored = base.score_many(rollouts.texts, [task for task in tasks for _ in range(g)], workers=workers)
-            score_time += time.perf_counter() - start
+            rollouts.old_logprobs = batch_logprobs(model, rollouts, micro, temperature)
+            if ref_model is not None:
+                rollouts.ref_logprobs = batch_logprobs(ref_model, rollouts, micro, temperature)
+            logprob_time += time.perf_counter() - start
+            start = time.perf_counter()
+            scored, seconds = scoring.result()
+            score_wait += time.perf_counter() - start
+            score_time += seconds
             rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
             lengths = rollouts.completion_mask.sum(1)
             if algo.overlong == "soft_penalty":
@@ -217,7 +237,8 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                "length/mean": torch.cat(stats["length"]).mean().item(), "length/max": torch.cat(stats["length"]).max().item(),
                "truncated_frac": torch.cat(stats["truncated"]).mean().item(),
                "zero_variance_groups_frac": flat_groups / max(seen_groups, 1), "sampling_rounds": rounds,
-               "time/generate": gen_time, "time/score": score_time,
+               "time/generate": gen_time, "time/logprobs": logprob_time, "time/score": score_time,
+               "time/score_wait": score_wait,
                "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
     metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
@@ -225,8 +246,11 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
 
 
 def _select(r: Rollouts, keep: torch.Tensor) -> Rollouts:
+    def pick(x):
+        return None if x is None else x[keep]
     return Rollouts(r.prompt_ids[keep], r.prompt_mask[keep], r.completion_ids[keep], r.completion_mask[keep],
-                    [x for x, k in zip(r.texts, keep.tolist()) if k], r.truncated[keep])
+                    [x for x, k in zip(r.texts, keep.tolist()) if k], r.truncated[keep],
+                    pick(r.old_logprobs), pick(r.ref_logprobs))
 
 
 def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
@@ -234,15 +258,17 @@ def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
     p = max(r.prompt_ids.shape[1] for r in parts)
     c = max(r.completion_ids.shape[1] for r in parts)
 
-    def pad(x, width, value, left):
-        extra = width - x.shape[1]
-        return torch.nn.functional.pad(x, (extra, 0) if left else (0, extra), value=value)
+    def stack(name, width, value, left):
+        tensors = [getattr(r, name) for r in parts]
+        if tensors[0] is None:
+            return None
+        return torch.cat([torch.nn.functional.pad(x, (width - x.shape[1], 0) if left else (0, width - x.shape[1]),
+                                                  value=value) for x in tensors])
 
-    return Rollouts(torch.cat([pad(r.prompt_ids, p, pad_id, True) for r in parts]),
-                    torch.cat([pad(r.prompt_mask, p, 0, True) for r in parts]),
-                    torch.cat([pad(r.completion_ids, c, pad_id, False) for r in parts]),
-                    torch.cat([pad(r.completion_mask, c, 0, False) for r in parts]),
-                    [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]))
+    return Rollouts(stack("prompt_ids", p, pad_id, True), stack("prompt_mask", p, 0, True),
+                    stack("completion_ids", c, pad_id, False), stack("completion_mask", c, 0, False),
+                    [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]),
+                    stack("old_logprobs", c, 0.0, False), stack("ref_logprobs", c, 0.0, False))
 
 
 def _rows(r: Rollouts, idx: torch.Tensor):
@@ -257,11 +283,12 @@ def batch_logprobs(model, r: Rollouts, micro: int, temperature: float) -> torch.
     return torch.cat(out)
 
 
-def update(model, optimizer, scheduler, batch: Batch, old_logprobs, ref_logprobs, config: Config,
-           algo: AlgorithmConfig, rng: torch.Generator) -> dict[str, float]:
+def update(model, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,
+           rng: torch.Generator) -> dict[str, float]:
     """``epochs_per_batch`` passes over shuffled mini-batches; one optimizer step
     per mini-batch, accumulating gradients over micro-batches."""
     t = config.train
+    old_logprobs, ref_logprobs = batch.rollouts.old_logprobs, batch.rollouts.ref_logprobs
     n = len(batch.rollouts.texts)
     mini = min(t.mini_batch_size, n)
     norm_length = float(config.sampling.max_new_tokens)
@@ -382,19 +409,14 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress)
     while step < t.steps:
         started = time.perf_counter()
-        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers)
+        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model)
         mark = time.perf_counter()
-        micro = t.micro_batch_size
-        old = batch_logprobs(model, batch.rollouts, micro, config.sampling.temperature)
-        ref = batch_logprobs(ref_model, batch.rollouts, micro, config.sampling.temperature) if ref_model else None
-        logprob_time = time.perf_counter() - mark
-        mark = time.perf_counter()
-        stats = update(model, optimizer, scheduler, batch, old, ref, config, algo, shuffle_rng)
+        stats = update(model, optimizer, scheduler, batch, config, algo, shuffle_rng)
         update_time = time.perf_counter() - mark
         step += 1
         train_tokens = int(batch.loss_mask.sum()) * t.epochs_per_batch
         metrics = {"step": step, **batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
-                   "time/logprobs": logprob_time, "time/update": update_time,
+                   "time/update": update_time,
                    "time/step": time.perf_counter() - started,
                    "train_tokens_per_s": train_tokens / max(update_time, 1e-9)}
         logger.log(step, metrics, batch.samples)

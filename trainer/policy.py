@@ -63,6 +63,8 @@ class Rollouts:
     completion_mask: torch.Tensor  # [N, T] 1 on generated tokens (through EOS / stop string)
     texts: list[str]               # decoded completions, cut at the stop string
     truncated: torch.Tensor        # [N] bool: hit max_new_tokens without EOS or a stop string
+    old_logprobs: torch.Tensor | None = None  # [N, T] under the policy that sampled them (set by the trainer)
+    ref_logprobs: torch.Tensor | None = None  # [N, T] under the reference model, when KL is on
 
 
 def encode_prompts(tokenizer, prompts: list[str], device: str, add_special_tokens: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import yaml
 import thinkgym
 from thinkgym.envs import Reward, TextEnv, make_generator
 from thinkgym.rewards import Score
+from thinkgym.trainer import distributed
 from thinkgym.trainer.checkpoint import CheckpointError
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.loop import TaskSampler, batch_logprobs, collect_batch, train, update
@@ -71,7 +72,8 @@ def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp
     assert torch.allclose(old, batch_logprobs(model, batch.rollouts, 8, 1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(model, optimizer, scheduler, batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+    stats = update(distributed.wrap(model, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
+                   torch.Generator().manual_seed(0))
     assert stats["loss"] != 0 and stats["grad_norm"] > 0
     new = batch_logprobs(model, batch.rollouts, 8, 1.0)
     mask = batch.loss_mask.float()

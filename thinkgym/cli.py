@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -121,6 +123,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from thinkgym.trainer.config import load_config
     from thinkgym.trainer.loop import describe_plan, train
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # relaunch under torchrun
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
+                   "--standalone", "-m", "thinkgym", *(["--debug"] if args.debug else []), "train",
+                   *(["--config", args.config] if args.config else []), *[f"--set={s}" for s in args.set],
+                   *(["--resume"] if args.resume else [])]
+        raise SystemExit(subprocess.run(command).returncode)
     config = load_config(args.config, args.set)
     if args.dry_run:
         print(describe_plan(config))
@@ -185,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=1e-5")
     train.add_argument("--resume", action="store_true", help="continue the run in output.dir from its checkpoint")
     train.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
+    train.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (runs torchrun)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("eval", help="pass@k, maj@k and rewards of a model on an environment")

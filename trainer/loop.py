@@ -8,6 +8,7 @@ clipped-surrogate updates over mini-batches with gradient accumulation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -29,6 +30,7 @@ from thinkgym.envs import TextEnv
 from thinkgym.envs.tasks import FORMATS
 from thinkgym.rewards.format import overlong_penalty
 from thinkgym.trainer import checkpoint as ckpt
+from thinkgym.trainer import distributed
 from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
@@ -75,7 +77,7 @@ class TaskSampler:
         self.weights = np.asarray(weights, dtype=float) / sum(weights)
 
     def draw(self, step: int, round_: int, count: int) -> list[tuple[int, dict]]:
-        rng = np.random.default_rng([self.seed, step, round_])
+        rng = np.random.default_rng([self.seed, step, round_, distributed.rank()])  # each rank its own prompts
         drawn = []
         while len(drawn) < count:
             e = int(rng.choice(len(self.envs), p=self.weights))
@@ -166,7 +168,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     completions are computed, so scoring costs little wall time."""
     t, sampling_cfg = config.train, config.sampling
     sampling = Sampling(sampling_cfg.temperature, sampling_cfg.top_p, sampling_cfg.max_new_tokens, tuple(sampling_cfg.stop))
-    g = t.group_size
+    g, wanted = t.group_size, t.prompts_per_step // distributed.world()
     kept: list[tuple[Rollouts, torch.Tensor, list]] = []
     have, rounds, seen_groups, flat_groups = 0, 0, 0, 0
     stats: dict[str, list] = {"reward": [], "length": [], "truncated": []}
@@ -175,8 +177,8 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     samples = []
     gen_time = score_time = score_wait = logprob_time = 0.0
     micro, temperature = t.micro_batch_size, sampling.temperature
-    while have < t.prompts_per_step and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
-        drawn = sampler.draw(step, rounds, t.prompts_per_step - have if rounds else t.prompts_per_step)
+    while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
+        drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
         rounds += 1
         for e, env in enumerate(envs):
             tasks = [task for i, task in drawn if i == e]
@@ -225,7 +227,9 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     if not kept:
         raise RuntimeError(f"step {step}: every group had equal rewards in {rounds} rounds; nothing to learn from")
     rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
-    n_keep = min(have, t.prompts_per_step) * g  # dynamic sampling may overshoot: trim to B groups
+    # Dynamic sampling may overshoot (trim to B groups) or fall short; all ranks
+    # train on the same number of groups, so their optimizer steps line up.
+    n_keep = min(distributed.gather(min(have, wanted))) * g
     rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
     rewards = torch.cat([k[1] for k in kept])[:n_keep]
     advantages = group_advantages(rewards, g, algo.estimator)
@@ -283,44 +287,51 @@ def batch_logprobs(model, r: Rollouts, micro: int, temperature: float) -> torch.
     return torch.cat(out)
 
 
-def update(model, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,
+def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,
            rng: torch.Generator) -> dict[str, float]:
     """``epochs_per_batch`` passes over shuffled mini-batches; one optimizer step
-    per mini-batch, accumulating gradients over micro-batches."""
+    per mini-batch, accumulating gradients over micro-batches. ``module`` is
+    :func:`distributed.wrap` of the policy: on several ranks its backward
+    averages gradients, so each rank weighs its tokens by their global share."""
     t = config.train
     old_logprobs, ref_logprobs = batch.rollouts.old_logprobs, batch.rollouts.ref_logprobs
     n = len(batch.rollouts.texts)
-    mini = min(t.mini_batch_size, n)
+    mini = min(t.mini_batch_size // distributed.world(), n)
     norm_length = float(config.sampling.max_new_tokens)
     totals: dict[str, float] = {}
     steps = 0
-    model.train()
+    module.train()
     for _ in range(t.epochs_per_batch):
         order = torch.randperm(n, generator=rng)
         for start in range(0, n, mini):
             idx = order[start:start + mini]
-            tokens = batch.loss_mask[idx].sum().clamp(min=1)
+            local_tokens = batch.loss_mask[idx].sum().clamp(min=1)
+            global_tokens = distributed.sum_scalar(float(local_tokens))
             optimizer.zero_grad(set_to_none=True)
-            for m in range(0, len(idx), t.micro_batch_size):
+            micro_starts = range(0, len(idx), t.micro_batch_size)
+            for m in micro_starts:
                 sub = idx[m:m + t.micro_batch_size]
-                logprobs, entropy = token_logprobs(model, *_rows(batch.rollouts, sub), config.sampling.temperature,
-                                                   with_entropy=True)
                 mask = batch.loss_mask[sub]
-                loss, stats = policy_loss(logprobs, old_logprobs[sub], batch.advantages[sub], mask,
-                                          clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
-                                          agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
-                if algo.beta > 0:
-                    kl = aggregate(kl_penalty(logprobs, ref_logprobs[sub], algo.kl), mask, algo.agg, norm_length)
-                    loss = loss + algo.beta * kl
-                    stats["kl_ref"] = kl.detach()
-                # Weight each micro-batch by its share of the mini-batch (tokens for token-mean).
-                share = mask.sum() / tokens if algo.agg == "token-mean" else torch.tensor(len(sub) / len(idx))
-                (loss * share).backward()
+                sync = m == micro_starts[-1] or not hasattr(module, "no_sync")  # DDP: all-reduce once per mini-batch
+                with contextlib.nullcontext() if sync else module.no_sync():
+                    logprobs, entropy = module(*_rows(batch.rollouts, sub), config.sampling.temperature, True)
+                    loss, stats = policy_loss(logprobs, old_logprobs[sub], batch.advantages[sub], mask,
+                                              clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
+                                              agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
+                    if algo.beta > 0:
+                        kl = aggregate(kl_penalty(logprobs, ref_logprobs[sub], algo.kl), mask, algo.agg, norm_length)
+                        loss = loss + algo.beta * kl
+                        stats["kl_ref"] = kl.detach()
+                    # Each micro-batch weighs its share of the mini-batch: of all ranks' tokens for
+                    # token-mean (DDP divides the summed gradients by the number of ranks).
+                    share = float(mask.sum() / local_tokens) if algo.agg == "token-mean" else len(sub) / len(idx)
+                    weight = float(mask.sum()) / global_tokens * distributed.world() if algo.agg == "token-mean" else share
+                    (loss * weight).backward()
                 stats["loss"] = loss.detach()
                 stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
                 for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + float(v) * float(share)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    totals[k] = totals.get(k, 0.0) + float(v) * share
+            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), t.max_grad_norm)
             totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             optimizer.step()
             steps += 1
@@ -369,65 +380,85 @@ def check_env_options(key: str, env_id: str, kwargs: dict) -> None:
 
 
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) training as configured; returns the run summary."""
+    """Run (or resume) training as configured; returns the run summary. Under
+    torchrun, every rank runs this; rank 0 alone evaluates, logs and checkpoints."""
     t, out = config.train, Path(config.output.dir)
+    device = resolve_device(t.device)
+    distributed.init(device)
+    main = distributed.is_main()
+    if t.prompts_per_step % distributed.world() or t.mini_batch_size % distributed.world():
+        raise ConfigError(f"train.prompts_per_step ({t.prompts_per_step}) and train.mini_batch_size "
+                          f"({t.mini_batch_size}) must divide by the number of processes ({distributed.world()})")
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     if config.model.path != "tiny":
         check_model_path(config.model.path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
-    ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
+    if main:
+        ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
+    distributed.barrier()
     algo = config.algorithm.resolve()
-    device = resolve_device(t.device)
     if t.cpu_threads:
         torch.set_num_threads(t.cpu_threads)
-    random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed)
+    random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed + distributed.rank())
     workers = t.score_workers or None
     excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
                 for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)
-    base_path = model_path(config.model.path, log)
+    base_path = model_path(config.model.path, log) if main else None
+    base_path = distributed.gather(base_path)[0]  # rank 0 builds the tiny model once
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer, ref_model = load_policy(config, base_path, latest, device, with_reference=algo.beta > 0)
+    module = distributed.wrap(model, device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
-    shuffle_rng = torch.Generator().manual_seed(t.seed)
+    shuffle_rng = torch.Generator().manual_seed(t.seed + distributed.rank())
     eval_sampling = Sampling(config.sampling.temperature, config.sampling.top_p, config.sampling.max_new_tokens,
                              tuple(config.sampling.stop))
     step, before = 0, None
     if latest:
         state = ckpt.load_trainer_state(latest)
+        if len(state["rng"]) != distributed.world():
+            raise ckpt.CheckpointError(f"{latest} was written by {len(state['rng'])} processes; resume with as many")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        shuffle_rng.set_state(state["shuffle_rng"])
-        ckpt.set_rng_state(state["rng"])
+        shuffle_rng.set_state(state["shuffle_rng"][distributed.rank()])
+        ckpt.set_rng_state(state["rng"][distributed.rank()])
         step, before = state["step"], state["before"]
         log(f"resumed {out} at step {step}")
-    else:
+    elif main:
         before = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
         log(f"held-out accuracy before training: {_fmt(before)}")
+    distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
-    logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress)
+    logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
         batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model)
         mark = time.perf_counter()
-        stats = update(model, optimizer, scheduler, batch, config, algo, shuffle_rng)
+        stats = update(module, optimizer, scheduler, batch, config, algo, shuffle_rng)
         update_time = time.perf_counter() - mark
         step += 1
         train_tokens = int(batch.loss_mask.sum()) * t.epochs_per_batch
-        metrics = {"step": step, **batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
-                   "time/update": update_time,
-                   "time/step": time.perf_counter() - started,
-                   "train_tokens_per_s": train_tokens / max(update_time, 1e-9)}
-        logger.log(step, metrics, batch.samples)
+        metrics = distributed.mean_metrics({**batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
+                                            "time/update": update_time, "time/step": time.perf_counter() - started,
+                                            "train_tokens_per_s": train_tokens / max(update_time, 1e-9)})
+        for key in ("rollout_tokens_per_s", "train_tokens_per_s"):  # throughput adds up over ranks
+            metrics[key] *= distributed.world()
+        if main:
+            logger.log(step, {"step": step, **metrics}, batch.samples)
         if step % config.output.checkpoint_every == 0 or step == t.steps:
-            ckpt.save_checkpoint(out, model, tokenizer, {
-                "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "shuffle_rng": shuffle_rng.get_state(), "rng": ckpt.rng_state(), "before": before})
+            rngs, shuffles = distributed.gather(ckpt.rng_state()), distributed.gather(shuffle_rng.get_state())
+            if main:
+                ckpt.save_checkpoint(out, model, tokenizer, {
+                    "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "shuffle_rng": shuffles, "rng": rngs, "before": before})
+            distributed.barrier()
+    if not main:
+        return {"steps": step}
     logger.close()
     after = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
-    summary = {"steps": step, "before": before, "after": after, "checkpoint": str(out / "checkpoint"),
-               "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
+    summary = {"steps": step, "processes": distributed.world(), "before": before, "after": after,
+               "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"held-out accuracy: before {_fmt(before)} -> after {_fmt(after)}")
     log(f"checkpoint: {summary['checkpoint']}\nmetrics: {summary['metrics']}\nplot: {summary['plot']}")

@@ -1,0 +1,35 @@
+"""Run by tests/test_distributed.py under torchrun: one update on this rank's
+half of a saved batch, DDP over gloo; rank 0 saves the updated weights."""
+
+import sys
+
+import torch
+
+from thinkgym.trainer import distributed
+from thinkgym.trainer.config import load_config
+from thinkgym.trainer.loop import Batch, _select, update
+from thinkgym.trainer.policy import load_model
+
+
+def main(model_path: str, batch_path: str, out_path: str, agg: str) -> None:
+    torch.set_num_threads(1)
+    distributed.init("cpu")
+    rank, world = distributed.rank(), distributed.world()
+    config = load_config(None, [f"model.path={model_path}", "train.prompts_per_step=4", "train.group_size=4",
+                                "train.mini_batch_size=16", "train.micro_batch_size=4", "train.lr=0.01",
+                                f"algorithm.agg={agg}"])
+    full: Batch = torch.load(batch_path, weights_only=False)
+    n = len(full.rollouts.texts)
+    keep = (torch.arange(n) // (n // world)) == rank  # whole groups per rank
+    batch = Batch(_select(full.rollouts, keep), full.rewards[keep], full.advantages[keep], full.loss_mask[keep], {}, [])
+    model, _ = load_model(model_path)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    stats = update(distributed.wrap(model, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
+                   torch.Generator().manual_seed(0))
+    if rank == 0:
+        torch.save({"params": [p.detach() for p in model.parameters()], "stats": stats}, out_path)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

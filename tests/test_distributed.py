@@ -1,0 +1,73 @@
+"""Data-parallel training on 2 CPU processes (gloo): one step equals a
+single-process step on the same global batch, and torchrun runs train/resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import thinkgym
+from thinkgym.trainer import distributed
+from thinkgym.trainer.config import load_config
+from thinkgym.trainer.loop import TaskSampler, collect_batch, update
+from thinkgym.trainer.policy import load_model
+
+from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def torchrun(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--standalone", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg):
+    overrides = [f"model.path={micro_model}", "train.prompts_per_step=4", "train.group_size=4",
+                 "train.mini_batch_size=16", "train.micro_batch_size=4", "train.lr=0.01", "train.score_workers=1",
+                 "sampling.max_new_tokens=12", f"algorithm.agg={agg}"]
+    config = load_config(None, overrides)
+    model, tokenizer = load_model(micro_model)
+    envs = [thinkgym.make("tests/Seven-v0")]
+    torch.manual_seed(3)
+    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
+                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    assert batch.advantages.abs().sum() > 0 and batch.loss_mask.sum(1).unique().numel() > 1  # ragged, informative
+    torch.save(batch, tmp_path / "batch.pt")
+
+    single, _ = load_model(micro_model)
+    optimizer = torch.optim.SGD(single.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    stats = update(distributed.wrap(single, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
+                   torch.Generator().manual_seed(0))
+
+    done = torchrun(WORKER, micro_model, tmp_path / "batch.pt", tmp_path / "ddp.pt", agg)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
+    before = [p.detach() for p in load_model(micro_model)[0].parameters()]
+    moved = max((a - b).abs().max().item() for a, b in zip(single.parameters(), before))
+    assert moved > 1e-4  # the step did something
+    for got, want in zip(ddp["params"], single.parameters()):
+        assert torch.allclose(got, want.detach(), atol=1e-6, rtol=1e-4)
+    assert ddp["stats"]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
+
+
+def test_nproc_2_trains_and_resumes(micro_model, tmp_path):
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", micro_model, out, steps=2, prompts_per_step=4)
+    first = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--config", config, "--nproc", "2"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = write_config(tmp_path / "c.yaml", micro_model, out, steps=3, prompts_per_step=4)
+    again = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--config", more, "--nproc", "2", "--resume"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone logs
+    state = torch.load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 3 and len(state["rng"]) == 2
+    assert json.loads((out / "summary.json").read_text())["processes"] == 2

@@ -34,8 +34,9 @@ from thinkgym.trainer import distributed
 from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
+from thinkgym.trainer.rollout import HFEngine, make_engine
 from thinkgym.trainer.typed_config import ConfigError
-from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, generate, load_model, token_logprobs
+from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, load_model, token_logprobs
 
 
 _SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on the scoring processes
@@ -161,7 +162,7 @@ class Batch:
 
 
 def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, tokenizer, envs, sampler: TaskSampler,
-                  workers, ref_model=None) -> Batch:
+                  workers, ref_model=None, engine=None) -> Batch:
     """Generate and score until B informative groups are in hand (dynamic
     sampling) or the extra rounds run out. While the rewards are scored (in
     worker processes), the old-policy and reference log-probs of the same
@@ -188,7 +189,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             prompts, chat = render_prompts(base, tokenizer, tasks)
             start = time.perf_counter()
             model.eval()
-            rollouts = generate(model, tokenizer, prompts, g, sampling, add_special_tokens=not chat)
+            rollouts = (engine or HFEngine(model, tokenizer)).generate(prompts, g, sampling, add_special_tokens=not chat)
             gen_time += time.perf_counter() - start
             scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, [task for task in tasks for _ in range(g)],
                                      workers)
@@ -233,6 +234,13 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
     rewards = torch.cat([k[1] for k in kept])[:n_keep]
     advantages = group_advantages(rewards, g, algo.estimator)
+    mismatch = {}
+    if rollouts.rollout_logprobs is not None:  # engine vs trainer numerics, and their correction
+        gap = (rollouts.old_logprobs - rollouts.rollout_logprobs).abs()[rollouts.completion_mask.bool()]
+        mismatch = {"rollout_logprob_gap/mean": gap.mean().item(), "rollout_logprob_gap/max": gap.max().item()}
+        if config.sampling.tis_cap:
+            weight = (rollouts.old_logprobs - rollouts.rollout_logprobs).exp().clamp(max=config.sampling.tis_cap)
+            advantages = advantages[:, None] * weight  # per-token: the surrogate scales linearly in A
     loss_mask = rollouts.completion_mask.clone()
     if algo.overlong == "mask_truncated":
         loss_mask[rollouts.truncated] = 0
@@ -244,6 +252,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                "time/generate": gen_time, "time/logprobs": logprob_time, "time/score": score_time,
                "time/score_wait": score_wait,
                "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
+    metrics.update(mismatch)
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
     metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
     return Batch(rollouts, rewards, advantages, loss_mask, metrics, samples)
@@ -254,7 +263,7 @@ def _select(r: Rollouts, keep: torch.Tensor) -> Rollouts:
         return None if x is None else x[keep]
     return Rollouts(r.prompt_ids[keep], r.prompt_mask[keep], r.completion_ids[keep], r.completion_mask[keep],
                     [x for x, k in zip(r.texts, keep.tolist()) if k], r.truncated[keep],
-                    pick(r.old_logprobs), pick(r.ref_logprobs))
+                    pick(r.old_logprobs), pick(r.ref_logprobs), pick(r.rollout_logprobs))
 
 
 def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
@@ -272,7 +281,8 @@ def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
     return Rollouts(stack("prompt_ids", p, pad_id, True), stack("prompt_mask", p, 0, True),
                     stack("completion_ids", c, pad_id, False), stack("completion_mask", c, 0, False),
                     [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]),
-                    stack("old_logprobs", c, 0.0, False), stack("ref_logprobs", c, 0.0, False))
+                    stack("old_logprobs", c, 0.0, False), stack("ref_logprobs", c, 0.0, False),
+                    stack("rollout_logprobs", c, 0.0, False))
 
 
 def _rows(r: Rollouts, idx: torch.Tensor):
@@ -409,6 +419,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer, ref_model = load_policy(config, base_path, latest, device, with_reference=algo.beta > 0)
     module = distributed.wrap(model, device)
+    engine = make_engine(config.sampling.engine, model, tokenizer)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed + distributed.rank())
@@ -433,7 +444,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
-        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model)
+        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model, engine)
         mark = time.perf_counter()
         stats = update(module, optimizer, scheduler, batch, config, algo, shuffle_rng)
         update_time = time.perf_counter() - mark

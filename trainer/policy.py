@@ -65,6 +65,7 @@ class Rollouts:
     truncated: torch.Tensor        # [N] bool: hit max_new_tokens without EOS or a stop string
     old_logprobs: torch.Tensor | None = None  # [N, T] under the policy that sampled them (set by the trainer)
     ref_logprobs: torch.Tensor | None = None  # [N, T] under the reference model, when KL is on
+    rollout_logprobs: torch.Tensor | None = None  # [N, T] as the rollout engine sampled them, when it reports them
 
 
 def encode_prompts(tokenizer, prompts: list[str], device: str, add_special_tokens: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,7 +54,7 @@ def write_config(path, model, out, **train):
 def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp_path):
     torch.manual_seed(0)
     config = load_config(None, [f"model.path={micro_model}", "envs=[{id: tests/Seven-v0}]", "train.prompts_per_step=4",
-                                "train.group_size=4", "train.mini_batch_size=16", "train.micro_batch_size=8",
+                                "train.group_size=4", "train.mini_batch_size=8", "train.micro_batch_size=8",
                                 "train.lr=0.01", "sampling.max_new_tokens=12", "train.score_workers=1", "train.cpu_threads=1",
                                 "algorithm.preset=dr_grpo"])
     from thinkgym.trainer.policy import load_model
@@ -161,3 +161,19 @@ def test_lora_run_trains_adapters_against_the_adapter_free_reference(micro_model
     train(more, resume=True, progress=False, log=lambda s: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and rows[1]["kl_ref"] > 0  # adapters moved away from the base
+
+
+def test_single_update_per_batch_skips_the_old_logprob_pass(micro_model):
+    config = load_config(None, [f"model.path={micro_model}", "envs=[{id: tests/Seven-v0}]", "train.prompts_per_step=2",
+                                "train.group_size=4", "train.mini_batch_size=8", "train.micro_batch_size=8",
+                                "train.score_workers=1", "sampling.max_new_tokens=8", "algorithm.beta=0"])
+    from thinkgym.trainer.policy import load_model
+    model, tokenizer = load_model(micro_model)
+    envs = [thinkgym.make("tests/Seven-v0")]
+    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
+                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    assert batch.rollouts.old_logprobs is None  # the ratio is 1 by construction: no extra forward pass
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    stats = update(distributed.wrap(model, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                   batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+    assert stats["approx_kl"] == 0.0 and stats["clip_frac_low"] == stats["clip_frac_high"] == 0.0

@@ -178,6 +178,10 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     samples = []
     gen_time = score_time = score_wait = logprob_time = 0.0
     micro, temperature = t.micro_batch_size, sampling.temperature
+    # With one optimizer step per batch the policy is still the sampling policy when
+    # the loss is computed: its own detached log-probs are the old ones (ratio 1).
+    needs_old = (t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g
+                 or config.sampling.engine != "hf")
     while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
         drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
         rounds += 1
@@ -194,7 +198,8 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, [task for task in tasks for _ in range(g)],
                                      workers)
             start = time.perf_counter()
-            rollouts.old_logprobs = batch_logprobs(model, rollouts, micro, temperature)
+            if needs_old:
+                rollouts.old_logprobs = batch_logprobs(model, rollouts, micro, temperature)
             if ref_model is not None:
                 rollouts.ref_logprobs = batch_logprobs(ref_model, rollouts, micro, temperature)
             logprob_time += time.perf_counter() - start
@@ -325,7 +330,8 @@ def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: Alg
                 sync = m == micro_starts[-1] or not hasattr(module, "no_sync")  # DDP: all-reduce once per mini-batch
                 with contextlib.nullcontext() if sync else module.no_sync():
                     logprobs, entropy = module(*_rows(batch.rollouts, sub), config.sampling.temperature, True)
-                    loss, stats = policy_loss(logprobs, old_logprobs[sub], batch.advantages[sub], mask,
+                    old = logprobs.detach() if old_logprobs is None else old_logprobs[sub]
+                    loss, stats = policy_loss(logprobs, old, batch.advantages[sub], mask,
                                               clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
                                               agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
                     if algo.beta > 0:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium
-import numpy as np
 
 from thinkgym.rewards.parallel import score_batch, select_columns
 from thinkgym.rewards.score import reason_of

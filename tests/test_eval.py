@@ -11,7 +11,6 @@ from collections import Counter
 from fractions import Fraction
 
 import pytest
-import torch
 
 from thinkgym import make
 from thinkgym.cli import main

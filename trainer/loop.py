@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import inspect
 import json
-import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor

@@ -121,7 +121,8 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from thinkgym.trainer.config import load_config
-    from thinkgym.trainer.loop import describe_plan, train
+    from thinkgym.trainer.loop import train
+    from thinkgym.trainer.plan import describe_plan
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # relaunch under torchrun
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),

@@ -1,0 +1,56 @@
+"""``thinkgym train --dry-run``: what a run would do, checked without loading
+the model or downloading data."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+from gymnasium.envs.registration import load_env_creator
+
+import thinkgym.envs.registry
+from thinkgym.envs import TextEnv
+from thinkgym.envs.tasks import FORMATS
+from thinkgym.trainer.config import Config
+from thinkgym.trainer.typed_config import ConfigError
+
+
+def describe_plan(config: Config) -> str:
+    """What a run would do, without loading the model: for ``--dry-run``."""
+    algo, t, s = config.algorithm.resolve(), config.train, config.sampling
+    completions = t.prompts_per_step * t.group_size
+    lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
+             "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
+                                       for e in config.envs),
+             f"batch        {t.prompts_per_step} prompts x G={t.group_size} = {completions} completions per step, "
+             f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}, mu={t.epochs_per_batch}",
+             f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}",
+             f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
+             f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
+             f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
+             f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
+    for i, spec in enumerate(config.envs):
+        for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
+            check_env_options(f"envs[{i}]", spec.id, kwargs)
+    return "\n".join(lines)
+
+
+def check_env_options(key: str, env_id: str, kwargs: dict) -> None:
+    """The env id exists, its constructor takes these options, and a local data
+    file exists; without building the env (a hub dataset may be unreachable)."""
+    env_spec = thinkgym.envs.registry.spec(env_id)
+    creator = env_spec.entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    try:
+        signature = inspect.signature(creator)
+        bound = signature.bind(**{**env_spec.kwargs, **kwargs})
+        rest = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+        if rest and bound.arguments.get(rest[0]):  # env factories pass extra options on to TextEnv
+            inspect.signature(TextEnv).bind(tasks=[], rewards=[], **bound.arguments[rest[0]])
+    except TypeError as exc:
+        raise ConfigError(f"{key}.kwargs: {env_id} does not take these options ({exc})") from None
+    source = kwargs.get("source")
+    if isinstance(source, str) and Path(source).suffix in FORMATS and not Path(source).is_file():
+        raise ConfigError(f"{key}.kwargs.source: dataset file not found: {source}")

@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 from itertools import product
 from pathlib import Path
 
@@ -125,23 +123,10 @@ def qwen_random_path(layers: int = 4, hidden: int = 256, seed: int = 0, log=prin
     """The model's folder in the thinkgym cache (``$THINKGYM_CACHE`` or
     ``~/.cache/thinkgym``), built on first use (a few seconds); written to a
     temporary folder and renamed into place, so it is either absent or whole."""
-    from thinkgym.trainer.tiny_model import cache_root
+    from thinkgym.trainer.tiny_model import cached_model
 
-    final = cache_root() / "models" / f"qwen2-random-v1-l{layers}-h{hidden}-s{seed}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the random Qwen2 model (once) into {final}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        build(staging, layers, hidden, seed)
-        os.rename(staging, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return cached_model(f"qwen2-random-v1-l{layers}-h{hidden}-s{seed}",
+                        lambda folder: build(folder, layers, hidden, seed), log)
 
 
 def main() -> None:

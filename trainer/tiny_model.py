@@ -270,22 +270,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("THINKGYM_CACHE") or Path.home() / ".cache" / "thinkgym").expanduser()
 
 
-def tiny_model_path(*, steps: int = STEPS, log: Callable[[str], None] = print) -> Path:
-    """The tiny model's folder, ``<cache_root()>/models/tiny-v1``, built on first use.
+def cached_model(name: str, build: Callable[[Path], object], log: Callable[[str], None] = print) -> Path:
+    """``<cache_root()>/models/<name>``, made by ``build(folder)`` on first use.
 
     The build goes to a fresh temporary folder beside it that is renamed into
     place when complete, so the folder is either absent or whole: an interrupted
     build leaves only a stray temporary folder (ignored), and when two processes
     build at once the first rename wins and the other's copy is dropped.
     """
-    final = cache_root() / "models" / CACHE_NAME
+    final = cache_root() / "models" / name
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building the tiny model (once) into {final}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}.tmp-", dir=final.parent))
+    log(f"building {name} (once) into {final}")
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
     try:
-        build_tiny_model(staging, steps=steps, log=log)
+        build(staging)
         os.rename(staging, final)
     except OSError:
         if not final.is_dir():
@@ -293,3 +293,8 @@ def tiny_model_path(*, steps: int = STEPS, log: Callable[[str], None] = print) -
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def tiny_model_path(*, steps: int = STEPS, log: Callable[[str], None] = print) -> Path:
+    """The tiny model's folder, ``<cache_root()>/models/tiny-v2``, built on first use."""
+    return cached_model(CACHE_NAME, lambda folder: build_tiny_model(folder, steps=steps, log=log), log)

@@ -111,33 +111,32 @@ def test_registration_and_unknown_ids():
         thinkgym.make("thinkgym/Mat-v0")
 
 
-def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
+def install_plugin(tmp_path, monkeypatch, name, entry_point):
+    """A distribution on sys.path with one ``thinkgym.envs`` entry point, as pip would leave it."""
     from thinkgym.envs import registry
+
+    dist = tmp_path / f"{name.replace('-', '_')}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[thinkgym.envs]\n{entry_point}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+
+
+def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
 
     (tmp_path / "tg_plugin_envs.py").write_text(
         "import thinkgym\n"
         "def register_all():\n"
         "    thinkgym.register('plugin/Hello-v0', 'thinkgym.envs.math_env:make_math_env', generator='arithmetic')\n")
-    dist = tmp_path / "tg_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tg-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[thinkgym.envs]\nhello = tg_plugin_envs:register_all\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    install_plugin(tmp_path, monkeypatch, "tg-plugin", "hello = tg_plugin_envs:register_all")
     assert thinkgym.list_envs()["plugin/Hello-v0"] == "hello"
     env = thinkgym.make("plugin/Hello-v0")
     assert env.reset(seed=0)[1]["task_id"].startswith("arithmetic-")
 
 
 def test_broken_plugin_is_reported_by_name(tmp_path, monkeypatch, caplog):
-    from thinkgym.envs import registry
-
-    dist = tmp_path / "tg_broken-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tg-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[thinkgym.envs]\nbroken = no_such_module_xyz:register\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    install_plugin(tmp_path, monkeypatch, "tg-broken", "broken = no_such_module_xyz:register")
     with caplog.at_level(logging.ERROR):
         envs = thinkgym.list_envs()
     assert "thinkgym/Math-v0" in envs

@@ -1,4 +1,4 @@
-"""Rollout tokens/s: the cached engine vs Hugging Face ``generate``, side by side.
+"""Rollout tokens/s: the static-cache engine vs Hugging Face ``generate``, side by side.
 
 Two models: the tiny built-in model (short prompts), and a random-init
 Qwen2-architecture model with Qwen's 151,936-token vocabulary and 256-token
@@ -46,7 +46,7 @@ def main() -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from thinkgym.trainer.policy import Sampling, load_model
-    from thinkgym.trainer.rollout import CachedEngine, HFEngine
+    from thinkgym.trainer.rollout import HFEngine, StaticCacheEngine
     from thinkgym.trainer.tiny_model import tiny_model_path
 
     torch.set_num_threads(2)
@@ -64,17 +64,17 @@ def main() -> None:
     }
     rows = []
     for name, (model, tokenizer, prompts, n, sampling) in cases.items():
-        engines = {"hf": HFEngine(model, tokenizer), "cached": CachedEngine(model, tokenizer)}
+        engines = {"hf": HFEngine(model, tokenizer), "static": StaticCacheEngine(model, tokenizer)}
         speed = {k: [] for k in engines}
         for _ in range(args.rounds + 1):  # the first round warms up
             for key, engine in engines.items():
                 speed[key].append(tokens_per_s(engine, prompts, n, sampling))
-        hf, cached = (statistics.median(speed[k][1:]) for k in ("hf", "cached"))
-        print(f"{name}: hf {hf:.0f} tok/s, cached {cached:.0f} tok/s ({cached / hf:.2f}x)")
-        rows.append(f"| {name} | {hf:.0f} | {cached:.0f} | {cached / hf:.2f}x |")
+        hf, static = (statistics.median(speed[k][1:]) for k in ("hf", "static"))
+        print(f"{name}: hf {hf:.0f} tok/s, static {static:.0f} tok/s ({static / hf:.2f}x)")
+        rows.append(f"| {name} | {hf:.0f} | {static:.0f} | {static / hf:.2f}x |")
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 2 threads; "
           f"median of {args.rounds} alternating rounds")
-    print("\n| case | HF generate tok/s | cached engine tok/s | ratio |\n| --- | ---: | ---: | ---: |")
+    print("\n| case | HF generate tok/s | static-cache engine tok/s | ratio |\n| --- | ---: | ---: | ---: |")
     print("\n".join(rows))
 
 

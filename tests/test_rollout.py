@@ -1,4 +1,4 @@
-"""Rollout engines: the cached engine agrees with HF generate, reports its own
+"""Rollout engines: the static-cache engine agrees with HF generate, reports its own
 log-probs, stops where asked, and trains with truncated importance sampling."""
 
 import json
@@ -10,7 +10,7 @@ from thinkgym.cli import main
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.loop import train
 from thinkgym.trainer.policy import Sampling, load_model, token_logprobs
-from thinkgym.trainer.rollout import CachedEngine, HFEngine
+from thinkgym.trainer.rollout import StaticCacheEngine, HFEngine
 
 from test_trainer import write_config
 
@@ -22,20 +22,20 @@ def policy(micro_model):
     return load_model(micro_model)
 
 
-def test_cached_engine_matches_hf_generate_when_greedy(policy):
+def test_static_engine_matches_hf_generate_when_greedy(policy):
     sampling = Sampling(temperature=1e-3, max_new_tokens=24)
     torch.manual_seed(0)
     hf = HFEngine(*policy).generate(PROMPTS, 2, sampling)
     torch.manual_seed(0)
-    cached = CachedEngine(*policy).generate(PROMPTS, 2, sampling)
-    assert cached.texts == hf.texts
-    assert torch.equal(cached.completion_mask, hf.completion_mask) and torch.equal(cached.truncated, hf.truncated)
+    static = StaticCacheEngine(*policy).generate(PROMPTS, 2, sampling)
+    assert static.texts == hf.texts
+    assert torch.equal(static.completion_mask, hf.completion_mask) and torch.equal(static.truncated, hf.truncated)
 
 
 def test_reported_logprobs_match_the_trainer(policy):
     model, tokenizer = policy
     torch.manual_seed(0)
-    rollouts = CachedEngine(model, tokenizer).generate(PROMPTS, 4, Sampling(temperature=0.8, max_new_tokens=24))
+    rollouts = StaticCacheEngine(model, tokenizer).generate(PROMPTS, 4, Sampling(temperature=0.8, max_new_tokens=24))
     trainer, _ = token_logprobs(model, rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids,
                                 rollouts.completion_mask, temperature=0.8)
     assert (trainer - rollouts.rollout_logprobs).abs().max() < 1e-4
@@ -44,15 +44,15 @@ def test_reported_logprobs_match_the_trainer(policy):
 
 def test_stop_strings_and_top_p(policy):
     torch.manual_seed(0)
-    rollouts = CachedEngine(*policy).generate(PROMPTS[:2], 3, Sampling(max_new_tokens=40, top_p=0.9, stop=(":",)))
+    rollouts = StaticCacheEngine(*policy).generate(PROMPTS[:2], 3, Sampling(max_new_tokens=40, top_p=0.9, stop=(":",)))
     for text, truncated in zip(rollouts.texts, rollouts.truncated):
         assert (text.endswith(":") and text.count(":") == 1 and not truncated) or ":" not in text
 
 
-def test_training_with_the_cached_engine_and_tis(micro_model, tmp_path):
+def test_training_with_the_static_engine_and_tis(micro_model, tmp_path):
     out = tmp_path / "run"
     config = load_config(write_config(tmp_path / "c.yaml", micro_model, out, steps=1),
-                         ["sampling.engine=cached", "sampling.tis_cap=2.0"])
+                         ["sampling.engine=static", "sampling.tis_cap=2.0"])
     train(config, progress=False, log=lambda s: None)
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert 0 <= row["rollout_logprob_gap/mean"] <= row["rollout_logprob_gap/max"] < 1e-3
@@ -61,3 +61,51 @@ def test_training_with_the_cached_engine_and_tis(micro_model, tmp_path):
 def test_tis_needs_an_engine_that_reports_logprobs(capsys):
     assert main(["train", "--dry-run", "--set", "sampling.tis_cap=2"]) == 2
     assert "needs an engine that reports its log-probs" in capsys.readouterr().err
+
+
+def random_decoder(kind: str, **overrides):
+    """A random-init decoder of another supported family, with GQA (and Qwen2's
+    q/k/v biases, Qwen3's q/k norms), sized for the tiny tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from thinkgym.trainer.tiny_tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = AutoConfig.for_model(kind, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                  max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, **overrides)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval(), tokenizer
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "qwen3", "mistral"])
+def test_static_engine_on_other_families(kind):
+    model, tokenizer = random_decoder(kind)
+    torch.manual_seed(0)
+    rollouts = StaticCacheEngine(model, tokenizer).generate(PROMPTS, 3, Sampling(temperature=0.7, max_new_tokens=16))
+    trainer, _ = token_logprobs(model, rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids,
+                                rollouts.completion_mask, temperature=0.7)
+    assert rollouts.completion_mask.sum() > 0
+    assert (trainer - rollouts.rollout_logprobs).abs().max() < 1e-4  # the engine samples the model's distribution
+
+
+def test_static_engine_refuses_what_it_cannot_run_exactly():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with pytest.raises(ValueError, match="supports llama, mistral, qwen2, qwen3 models, not 'gpt2'"):
+        StaticCacheEngine(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), None)
+    model, tokenizer = random_decoder("mistral", sliding_window=16)
+    with pytest.raises(ValueError, match="sliding-window attention"):
+        StaticCacheEngine(model, tokenizer).generate(PROMPTS, 1, Sampling(max_new_tokens=16))
+
+
+def test_two_stage_sampling_draws_from_the_distribution():
+    from thinkgym.trainer.rollout import _two_stage_multinomial
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.1, 0.0, 0.05, 0.15, 0.0, 0.0, 0.0])  # blocks of 4, a padded last block
+    draws = _two_stage_multinomial(probs.repeat(40_000, 1))
+    frequency = torch.bincount(draws, minlength=10).float() / len(draws)
+    assert (frequency[probs == 0] == 0).all()
+    assert (frequency - probs).abs().max() < 0.01  # 4 standard errors at 40k draws

@@ -44,7 +44,7 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 64
     stop: list[str] = field(default_factory=list)
-    engine: Literal["hf", "cached"] = "hf"  # rollout engine (trainer/rollout.py)
+    engine: Literal["hf", "static"] = "hf"  # rollout engine (trainer/rollout.py); static: Llama-family, faster
     tis_cap: Optional[float] = None  # truncated importance sampling: weigh tokens by min(p_train / p_rollout, cap)
 
 
@@ -139,7 +139,7 @@ def check(c: Config) -> None:
     if c.sampling.temperature <= 0 or not 0 < c.sampling.top_p <= 1:
         raise ConfigError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
     if c.sampling.tis_cap is not None and (c.sampling.tis_cap < 1 or c.sampling.engine == "hf"):
-        raise ConfigError("sampling.tis_cap must be >= 1 and needs an engine that reports its log-probs (engine: cached)")
+        raise ConfigError("sampling.tis_cap must be >= 1 and needs an engine that reports its log-probs (engine: static)")
     batch = t.prompts_per_step * t.group_size
     if batch % t.mini_batch_size:
         raise ConfigError(f"train.mini_batch_size ({t.mini_batch_size}) must divide prompts_per_step x group_size ({batch})")

@@ -100,12 +100,21 @@ def test_static_engine_refuses_what_it_cannot_run_exactly():
         StaticCacheEngine(model, tokenizer).generate(PROMPTS, 1, Sampling(max_new_tokens=16))
 
 
-def test_two_stage_sampling_draws_from_the_distribution():
-    from thinkgym.trainer.rollout import _two_stage_multinomial
+def test_sampling_draws_from_the_distribution_and_reports_its_logprob():
+    from thinkgym.trainer.rollout import _sample, _two_stage_multinomial
 
     torch.manual_seed(0)
-    probs = torch.tensor([0.5, 0.0, 0.2, 0.1, 0.0, 0.05, 0.15, 0.0, 0.0, 0.0])  # blocks of 4, a padded last block
-    draws = _two_stage_multinomial(probs.repeat(40_000, 1))
-    frequency = torch.bincount(draws, minlength=10).float() / len(draws)
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.1, 0.0, 0.05, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0])  # 4 ids a block
+    draws = _two_stage_multinomial(probs.repeat(40_000, 1).view(40_000, 3, 4))
+    frequency = torch.bincount(draws, minlength=12).float() / len(draws)
     assert (frequency[probs == 0] == 0).all()
     assert (frequency - probs).abs().max() < 0.01  # 4 standard errors at 40k draws
+
+    logits = torch.randn(3, 1001)  # a vocabulary that needs a padded last block
+    for sampling in (Sampling(temperature=0.7), Sampling(top_p=0.5)):
+        token, logprob = _sample(logits, sampling)
+        expected = torch.log_softmax(logits / sampling.temperature, -1)
+        if sampling.top_p < 1:
+            nucleus = expected.exp().sort(-1, descending=True).values.cumsum(-1)
+            expected = expected - torch.log(nucleus.gather(-1, (nucleus < 0.5).sum(-1, keepdim=True)))
+        assert torch.allclose(logprob, expected.gather(-1, token[:, None]).squeeze(1), atol=1e-5)

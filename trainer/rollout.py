@@ -165,30 +165,41 @@ def _check_window(config, length: int) -> None:
 
 def _sample(logits: torch.Tensor, sampling: Sampling) -> tuple[torch.Tensor, torch.Tensor]:
     """A token per row from softmax(logits / temperature), nucleus-truncated to
-    ``top_p``, and its log-prob under that (truncated, renormalised) distribution."""
-    logp = F.log_softmax(logits / sampling.temperature, -1)
+    ``top_p``, and its log-prob under that (truncated, renormalised) distribution.
+    Full-vocabulary passes are few (they dominate at a 151k vocabulary): no
+    log-softmax, only the chosen token's log-prob."""
+    scaled = logits / sampling.temperature if sampling.temperature != 1.0 else logits
     if sampling.top_p < 1.0:
-        sorted_logp, order = logp.sort(-1, descending=True)
-        outside = sorted_logp.exp().cumsum(-1) - sorted_logp.exp() >= sampling.top_p
-        logp = logp.scatter(-1, order, sorted_logp.masked_fill(outside, float("-inf")))
-        logp = logp - logp.logsumexp(-1, keepdim=True)
-    token = _two_stage_multinomial(logp.exp())
-    return token, logp.gather(-1, token[:, None]).squeeze(1)
+        scaled = _nucleus(scaled, sampling.top_p)
+    rows, vocab = scaled.shape
+    block = math.isqrt(vocab - 1) + 1  # blocks of about sqrt(vocab) ids; the last one padded with zero weight
+    weights = scaled.new_zeros(rows, -(-vocab // block) * block)
+    top = scaled.max(-1, keepdim=True).values
+    weights[:, :vocab] = scaled - top
+    weights[:, :vocab].exp_()
+    token = _two_stage_multinomial(weights.view(rows, -1, block))
+    logprob = scaled.gather(-1, token[:, None]).squeeze(1) - top.squeeze(1) - weights.sum(-1).log()
+    return token, logprob
 
 
-def _two_stage_multinomial(probs: torch.Tensor) -> torch.Tensor:
-    """One token per row of ``probs`` (unnormalised): a block of about
-    sqrt(vocab) consecutive ids by its total mass, then a token within it by its
-    own, each by inverting a small cumulative sum. The product of the two draws
-    is exactly the token's probability, at a fraction of the cost of
-    ``torch.multinomial`` over the whole vocabulary (one random number per row
-    instead of one per logit)."""
-    rows, vocab = probs.shape
-    block = math.isqrt(vocab - 1) + 1
-    blocks = F.pad(probs, (0, -vocab % block)).view(rows, -1, block)
+def _nucleus(scaled: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``scaled`` logits with -inf outside the smallest set of tokens whose mass reaches ``top_p``."""
+    sorted_logits, order = scaled.sort(-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    outside = probs.cumsum(-1) - probs >= top_p
+    return scaled.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+
+
+def _two_stage_multinomial(blocks: torch.Tensor) -> torch.Tensor:
+    """One id per row of ``blocks`` ([rows, n_blocks, block] unnormalised
+    weights of consecutive ids): a block by its total weight, then an id within
+    it by its own, each by inverting a small cumulative sum. The product of the
+    two draws is exactly the id's probability, at a fraction of the cost of
+    ``torch.multinomial`` over the whole vocabulary (which draws one random
+    number per logit; this draws two per row)."""
     chosen = _invert_cdf(blocks.sum(-1))
-    within = _invert_cdf(blocks[torch.arange(rows, device=probs.device), chosen])
-    return chosen * block + within
+    within = _invert_cdf(blocks[torch.arange(len(blocks), device=blocks.device), chosen])
+    return chosen * blocks.shape[2] + within
 
 
 def _invert_cdf(weights: torch.Tensor) -> torch.Tensor:

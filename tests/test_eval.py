@@ -167,3 +167,27 @@ def test_bad_model_or_env_is_one_line_exit_2(capsys, tmp_path):
         code, _, err = run(capsys, "eval", *argv, "--out", str(tmp_path / "out"))
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_engines_and_an_engine_that_cannot_run_the_model(capsys, tmp_path, micro_model):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from thinkgym.trainer.tiny_tokenizer import build_tokenizer
+
+    common = ["--env", TINY_ENV["id"], *tiny_env_args(), "--limit", "2", "--n", "2", "--k", "1",
+              "--max-new-tokens", "16", "--workers", "1"]
+    for engine in ("hf", "static"):
+        code, stdout, _ = run(capsys, "eval", "--model", str(micro_model), *common, "--engine", engine,
+                              "--out", str(tmp_path / engine))
+        assert code == 0, stdout
+        assert json.loads((tmp_path / engine / "summary.json").read_text())["options"]["engine"] == engine
+    tokenizer = build_tokenizer()
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2)).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    capsys.readouterr()
+    code, _, err = run(capsys, "eval", "--model", str(gpt2), *common, "--engine", "static", "--out", str(tmp_path / "g"))
+    assert code == 2 and err.splitlines()[-1] == ("thinkgym: error: --engine 'static' supports llama, mistral, qwen2, "
+                                                  "qwen3 models, not 'gpt2'; use --engine=hf")
+    code, stdout, _ = run(capsys, "eval", "--model", str(gpt2), *common, "--out", str(tmp_path / "auto"))
+    assert code == 0, stdout  # auto picks hf for a family the static engine does not run

@@ -148,7 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             model=args.model, env=args.env, env_args=parse_assignments(args.arg), n=args.n, ks=parse_ks(args.k),
             sampling=Sampling(args.temperature, args.top_p, args.max_new_tokens, tuple(args.stop)),
             limit=args.limit, seed=args.seed, device=resolve_device(args.device), dtype=args.dtype,
-            workers=args.workers)
+            workers=args.workers, engine=args.engine)
         out = Path(args.out) if args.out else default_out_dir(args.env)
         summary = evaluate_model(options, env, out, log=lambda line: print(line, file=sys.stderr))
     except EvalError as exc:
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     evaluate.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
+    evaluate.add_argument("--engine", default="auto", choices=["auto", "hf", "static"],
+                          help="rollout engine (default auto: static for Llama/Mistral/Qwen2/Qwen3, else hf)")
     evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
     evaluate.set_defaults(run=cmd_eval)
 

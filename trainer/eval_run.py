@@ -42,6 +42,7 @@ from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
 from thinkgym.trainer.loop import model_path
 from thinkgym.trainer.passk import maj_at_k, pass_at_k
 from thinkgym.trainer.policy import ModelLoadError, Sampling, load_model
+from thinkgym.trainer.rollout import ENGINES, RolloutEngine, make_engine
 
 GENERATOR_LIMIT = 100
 """Tasks evaluated by default on a procedural generator (``Math-v0`` without a
@@ -71,6 +72,7 @@ class EvalOptions:
     device: str = "cpu"
     dtype: str = "float32"
     workers: int | None = None  # scoring processes (None: one per core)
+    engine: str = "auto"  # rollout engine (trainer/rollout.py)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -89,7 +91,9 @@ def check_options(options: EvalOptions) -> None:
                 (sampling.temperature <= 0, f"--temperature must be > 0, got {sampling.temperature}"),
                 (not 0 < sampling.top_p <= 1, f"--top-p must be in (0, 1], got {sampling.top_p}"),
                 (sampling.max_new_tokens < 1, f"--max-new-tokens must be >= 1, got {sampling.max_new_tokens}"),
-                (options.workers is not None and options.workers < 1, f"--workers must be >= 1, got {options.workers}")]
+                (options.workers is not None and options.workers < 1, f"--workers must be >= 1, got {options.workers}"),
+                (options.engine not in ("auto", *ENGINES), f"--engine must be auto, {', '.join(ENGINES)}; "
+                                                           f"got {options.engine!r}")]
     problems += [(not 1 <= k <= options.n, f"k={k} is out of range: each k must be between 1 and --n ({options.n})")
                  for k in options.ks]
     for failed, message in problems:
@@ -175,13 +179,13 @@ def default_out_dir(env_id: str) -> Path:
     return Path("runs") / f"eval-{env_id.rsplit('/', 1)[-1]}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def sample_in_batches(model, tokenizer, env, tasks: list[dict], options: EvalOptions,
+def sample_in_batches(engine: RolloutEngine, env, tasks: list[dict], options: EvalOptions,
                       log: Callable[[str], None]) -> list[Samples]:
     """:func:`sample_and_score` over :data:`BATCH_PROMPTS` tasks at a time, logging progress."""
     parts = []
     for start in range(0, len(tasks), BATCH_PROMPTS):
         chunk = tasks[start:start + BATCH_PROMPTS]
-        parts.append(sample_and_score(model, tokenizer, env, chunk, options.n, options.sampling,
+        parts.append(sample_and_score(engine, env, chunk, options.n, options.sampling,
                                       batch_prompts=BATCH_PROMPTS, workers=options.workers))
         log(f"sampled and scored {start + len(chunk)}/{len(tasks)} tasks")
     return parts
@@ -237,9 +241,13 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
     base, n = env.unwrapped, options.n
     tasks = select_tasks(base, options.limit)
     model, tokenizer, path = load_checked(options, base, tasks, log)
+    try:
+        engine = make_engine(options.engine, model, tokenizer)
+    except ValueError as exc:  # an engine that cannot run this model
+        raise EvalError(str(exc).replace("sampling.engine", "--engine")) from None
     torch.manual_seed(options.seed)
     log(f"evaluating {options.model} on {options.env}: {len(tasks)} tasks x {n} samples")
-    flat = Flat.of(sample_in_batches(model, tokenizer, env, tasks, options, log))
+    flat = Flat.of(sample_in_batches(engine, env, tasks, options, log))
 
     correct = [s.rewards[base.rewards[0].name] == 1.0 for s in flat.scored]
     answers = [extract_answer(t) if votes_apply(base) else None for t in flat.texts]

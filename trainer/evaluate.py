@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from thinkgym.trainer.policy import Rollouts, Sampling, generate
+from thinkgym.trainer.policy import Rollouts, Sampling
+from thinkgym.trainer.rollout import RolloutEngine
 
 
 def render_prompts(env, tokenizer, tasks) -> tuple[list[str], bool]:
@@ -41,16 +42,16 @@ class Samples:
 
 
 @torch.no_grad()
-def sample_and_score(model, tokenizer, env, tasks, n: int, sampling: Sampling, batch_prompts: int = 32,
+def sample_and_score(engine: RolloutEngine, env, tasks, n: int, sampling: Sampling, batch_prompts: int = 32,
                      workers: int | None = None, keep_rollouts: bool = False) -> Samples:
-    """Generate ``n`` completions per task (``batch_prompts`` prompts at a time) and
-    score them with ``env``."""
+    """Generate ``n`` completions per task with ``engine`` (``batch_prompts``
+    prompts at a time) and score them with ``env``."""
     base = env.unwrapped
     texts, lengths, truncated, parts = [], [], [], []
     for start in range(0, len(tasks), batch_prompts):
         chunk = tasks[start:start + batch_prompts]
-        prompts, chat = render_prompts(base, tokenizer, chunk)
-        rollouts = generate(model, tokenizer, prompts, n, sampling, add_special_tokens=not chat)
+        prompts, chat = render_prompts(base, engine.tokenizer, chunk)
+        rollouts = engine.generate(prompts, n, sampling, add_special_tokens=not chat)
         texts += rollouts.texts
         lengths.append(rollouts.completion_mask.sum(1))
         truncated.append(rollouts.truncated)

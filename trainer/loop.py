@@ -138,7 +138,7 @@ def held_out_accuracy(model, tokenizer, envs, eval_envs, tasks_per_env: int, sam
     for env in eval_envs:
         base = env.unwrapped
         tasks = [base.tasks[i] for i in range(min(tasks_per_env, len(base.tasks)))]
-        samples = sample_and_score(model, tokenizer, env, tasks, 1, sampling, workers=workers)
+        samples = sample_and_score(HFEngine(model, tokenizer), env, tasks, 1, sampling, workers=workers)
         result[base.spec.id if base.spec else "env"] = samples.correct(base.rewards[0].name).float().mean().item()
     return result
 

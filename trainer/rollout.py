@@ -12,7 +12,7 @@ one-method interface."""
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,17 @@ from thinkgym.trainer.policy import Rollouts, Sampling, encode_prompts, finish_r
 
 
 class RolloutEngine(Protocol):
+    tokenizer: Any  # the model's tokenizer (chat templates are rendered with it)
+    reports_logprobs: bool  # whether ``generate`` fills ``Rollouts.rollout_logprobs``
+
     def generate(self, prompts: list[str], n: int, sampling: Sampling, add_special_tokens: bool = True) -> Rollouts:
         """``len(prompts) * n`` completions, the n of each prompt consecutive."""
 
 
 class HFEngine:
     """Hugging Face ``generate``."""
+
+    reports_logprobs = False
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
@@ -51,16 +56,23 @@ class StaticCacheEngine:
     """
 
     SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
+    reports_logprobs = True
 
     def __init__(self, model, tokenizer):
-        model_type = getattr(model.config, "model_type", None)
-        if model_type not in self.SUPPORTED:
-            raise ValueError(f"sampling.engine 'static' supports {', '.join(self.SUPPORTED)} models, "
-                             f"not {model_type!r}; use sampling.engine=hf")
-        if model.config._attn_implementation not in ("sdpa", "eager"):
-            raise ValueError(f"sampling.engine 'static' needs attn_implementation sdpa or eager, "
-                             f"not {model.config._attn_implementation!r}")
+        problem = self.unsupported(model)
+        if problem:
+            raise ValueError(f"sampling.engine 'static' {problem}; use sampling.engine=hf")
         self.model, self.tokenizer = model, tokenizer
+
+    @classmethod
+    def unsupported(cls, model) -> str | None:
+        """Why the engine cannot run ``model`` exactly, or None."""
+        model_type = getattr(model.config, "model_type", None)
+        if model_type not in cls.SUPPORTED:
+            return f"supports {', '.join(cls.SUPPORTED)} models, not {model_type!r}"
+        if model.config._attn_implementation not in ("sdpa", "eager"):
+            return f"needs attn_implementation sdpa or eager, not {model.config._attn_implementation!r}"
+        return None
 
     @torch.no_grad()
     def generate(self, prompts, n, sampling, add_special_tokens=True):
@@ -213,4 +225,7 @@ ENGINES = {"hf": HFEngine, "static": StaticCacheEngine}
 
 
 def make_engine(name: str, model, tokenizer) -> RolloutEngine:
+    """The engine called ``name``; ``auto`` is ``static`` where it supports the model, else ``hf``."""
+    if name == "auto":
+        name = "hf" if StaticCacheEngine.unsupported(model) else "static"
     return ENGINES[name](model, tokenizer)

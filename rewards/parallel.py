@@ -16,6 +16,8 @@ import pickle
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
+from thinkgym.rewards.timeout import prestart
+
 _pools: dict[int, ProcessPoolExecutor] = {}
 
 
@@ -23,11 +25,15 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+def _pool(workers: int, fn: Callable) -> ProcessPoolExecutor:
     if workers not in _pools:
-        # forkserver: forking a parent that holds torch threads can deadlock.
+        # forkserver: forking a parent that holds torch threads can deadlock. Each worker
+        # starts its time-limit helper at once, with the reward's module imported, rather
+        # than on its first bounded call (seconds, in the middle of a training step).
         context = multiprocessing.get_context("forkserver")
-        _pools[workers] = ProcessPoolExecutor(workers, mp_context=context)
+        module = getattr(fn, "__module__", None)
+        _pools[workers] = ProcessPoolExecutor(workers, mp_context=context, initializer=prestart,
+                                              initargs=(module,) if module else ())
     return _pools[workers]
 
 
@@ -85,4 +91,4 @@ def score_batch(fn: Callable[..., float], completions: Sequence[str], columns: M
                         "define it at module level or pass workers=1") from exc
     size = -(-len(rows) // (workers * 4))
     chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
-    return [r for part in _pool(workers).map(_score_chunk, [fn] * len(chunks), chunks) for r in part]
+    return [r for part in _pool(workers, fn).map(_score_chunk, [fn] * len(chunks), chunks) for r in part]

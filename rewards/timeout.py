@@ -13,6 +13,7 @@ A round trip costs tens of microseconds, far below the cost of the checks it gua
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import pickle
 import select
@@ -60,11 +61,12 @@ def _read_msg(fd: int, deadline: float | None) -> bytes:
 
 
 class _Helper:
-    """One helper process running :func:`_serve` on its stdin/stdout."""
+    """One helper process running :func:`_serve` on its stdin/stdout, with
+    ``preload`` modules imported up front."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from thinkgym.rewards.timeout import _serve; _serve()"],
+            [sys.executable, "-c", "from thinkgym.rewards.timeout import _serve; _serve()", *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -92,6 +94,24 @@ _lock = threading.Lock()
 _owner_pid = os.getpid()
 
 
+def prestart(*modules: str) -> None:
+    """Start a helper now, importing ``modules`` (those of the code it will run),
+    so that the first bounded call does not wait seconds for an interpreter and
+    its imports. Scoring workers call this as they start."""
+    helper = _Helper(modules)
+    with _lock:
+        _adopt()
+        _idle.append(helper)
+
+
+def _adopt() -> None:
+    """Forget the helpers of the parent after a fork: they are not ours. Under ``_lock``."""
+    global _owner_pid
+    if _owner_pid != os.getpid():
+        _idle.clear()
+        _owner_pid = os.getpid()
+
+
 def call_with_timeout(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
     """Return ``fn(*args, **kwargs)``, computed in a helper process.
 
@@ -99,11 +119,8 @@ def call_with_timeout(fn: Callable, *args: Any, timeout: float = DEFAULT_TIMEOUT
     :class:`CallTimeout` if the call takes longer than ``timeout`` seconds, and
     re-raises any exception ``fn`` raised. Safe to call from any thread.
     """
-    global _owner_pid
     with _lock:
-        if _owner_pid != os.getpid():  # forked: the parent's helpers are not ours
-            _idle.clear()
-            _owner_pid = os.getpid()
+        _adopt()
         helper = _idle.pop() if _idle else None
     if helper is None:
         helper = _Helper()
@@ -136,18 +153,30 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(0)
 
 
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
 def _serve() -> None:
-    """Helper loop: read (fn, args, kwargs), acknowledge, reply (ok, value), until
-    stdin closes."""
+    """Helper loop: import the modules named on the command line, then read
+    (fn, args, kwargs), acknowledge, reply (ok, value), until stdin closes."""
+    for module in sys.argv[1:]:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - only a head start: the call itself imports what it needs and reports
+            pass
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     sys.stdout = sys.stderr  # stray prints from checked code must not corrupt the channel
     while True:
         try:
-            fn, args, kwargs = pickle.loads(_read_msg(stdin, None))
+            call = pickle.loads(_read_msg(stdin, None))
         except EOFError:
             return
+        except Exception as exc:  # noqa: BLE001 - e.g. a function this interpreter cannot import
+            call = (_raise, (exc,), {})
         _write_msg(stdout, b"")
+        fn, args, kwargs = call
         try:
             reply = (True, fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller

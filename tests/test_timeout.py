@@ -50,3 +50,22 @@ def test_works_inside_a_daemonic_worker_process():
 
     with multiprocessing.get_context("forkserver").Pool(1) as pool:  # Pool workers are daemonic
         assert pool.apply(call_with_timeout, (os.getpid,)) != os.getpid()
+
+
+def test_a_prestarted_helper_serves_the_next_call():
+    from thinkgym.rewards import timeout
+
+    timeout.prestart("fractions", "no_such_module")  # a module that fails to load is only a lost head start
+    helper = timeout._idle[-1]
+    assert helper.proc.args[-2:] == ["fractions", "no_such_module"]
+    assert call_with_timeout(os.getpid) == helper.proc.pid
+
+
+def test_a_function_the_helper_cannot_import_is_an_error_not_a_dead_helper():
+    with pytest.raises(ModuleNotFoundError, match="test_timeout"):
+        call_with_timeout(_local_function)
+    assert call_with_timeout(sum, [1, 2]) == 3
+
+
+def _local_function() -> None:
+    """Importable here, not in the helper (tests/ is not on its path)."""

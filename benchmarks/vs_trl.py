@@ -18,7 +18,11 @@ order: TRL gets a ``datasets.Dataset`` of exactly the prompts thinkgym's task
 sampler draws at each step (``shuffle_dataset=False``), with an ``answer``
 column, and ``thinkgym.rewards.as_trl(math_reward)`` as its reward function.
 Zero-variance groups are trained on by both (thinkgym's ``dr_grpo`` preset
-keeps them; TRL has no such filter).
+keeps them; TRL has no such filter). Each side generates the way it does by
+default on one device: thinkgym with ``sampling.engine: auto`` (its static-cache
+engine for these Llama and Qwen2 models), TRL with HF ``generate`` (its path
+without a vLLM server); thinkgym also buckets micro-batches by length (its
+default).
 
 Each run is a subprocess of its own, so peak memory (``VmHWM``, the peak
 resident set of the training process) is not polluted by the other side; the

@@ -1,9 +1,10 @@
 """Run by tests/test_distributed.py under torchrun: one update on this rank's
-half of a saved batch, DDP over gloo; rank 0 saves the updated weights."""
+half of a saved batch, DDP or FSDP over gloo; rank 0 saves the updated weights."""
 
 import sys
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import load_config
@@ -11,7 +12,7 @@ from thinkgym.trainer.loop import Batch, _select, update
 from thinkgym.trainer.policy import load_model
 
 
-def main(model_path: str, batch_path: str, out_path: str, agg: str) -> None:
+def main(model_path: str, batch_path: str, out_path: str, agg: str, strategy: str) -> None:
     torch.set_num_threads(1)
     distributed.init("cpu")
     rank, world = distributed.rank(), distributed.world()
@@ -23,12 +24,20 @@ def main(model_path: str, batch_path: str, out_path: str, agg: str) -> None:
     keep = (torch.arange(n) // (n // world)) == rank  # whole groups per rank
     batch = Batch(_select(full.rollouts, keep), full.rewards[keep], full.advantages[keep], full.loss_mask[keep], {}, [])
     model, _ = load_model(model_path)
+    module = distributed.wrap(model, "cpu", strategy)
+    if strategy == "fsdp":
+        assert all(isinstance(p, DTensor) for p in model.parameters())
+        with distributed.full_params(module):  # whole weights, and no collective per forward: ranks may differ
+            assert not any(isinstance(p, DTensor) for p in model.parameters())
+            for _ in range(rank + 1):
+                model(input_ids=batch.rollouts.prompt_ids[:2], attention_mask=batch.rollouts.prompt_mask[:2])
+        assert all(isinstance(p, DTensor) for p in model.parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(distributed.wrap(model, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
-                   torch.Generator().manual_seed(0))
+    stats = update(module, optimizer, scheduler, batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+    params = [p.full_tensor() if isinstance(p, DTensor) else p.detach() for p in model.parameters()]  # all ranks gather
     if rank == 0:
-        torch.save({"params": [p.detach() for p in model.parameters()], "stats": stats}, out_path)
+        torch.save({"params": params, "stats": stats}, out_path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Data-parallel training on 2 CPU processes (gloo): one step equals a
-single-process step on the same global batch, and torchrun runs train/resume."""
+"""Data-parallel training on 2 CPU processes (gloo), DDP and FSDP: one step
+equals a single-process step on the same global batch, and torchrun runs
+train/resume."""
 
 import json
 import subprocess
@@ -10,10 +11,12 @@ import pytest
 import torch
 
 import thinkgym
+from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.loop import TaskSampler, collect_batch, update
 from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.typed_config import ConfigError
 
 from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
 
@@ -25,8 +28,8 @@ def torchrun(*args, timeout=300):
                            "--standalone", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg):
+@pytest.mark.parametrize("agg,strategy", [("token-mean", "ddp"), ("seq-mean-token-mean", "ddp"), ("token-mean", "fsdp")])
+def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg, strategy):
     overrides = [f"model.path={micro_model}", "train.prompts_per_step=4", "train.group_size=4",
                  "train.mini_batch_size=16", "train.micro_batch_size=4", "train.lr=0.01", "train.score_workers=1",
                  "sampling.max_new_tokens=12", f"algorithm.agg={agg}"]
@@ -45,29 +48,57 @@ def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg)
     stats = update(distributed.wrap(single, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
                    torch.Generator().manual_seed(0))
 
-    done = torchrun(WORKER, micro_model, tmp_path / "batch.pt", tmp_path / "ddp.pt", agg)
+    done = torchrun(WORKER, micro_model, tmp_path / "batch.pt", tmp_path / "two.pt", agg, strategy)
     assert done.returncode == 0, done.stderr[-3000:]
-    ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
+    two = torch.load(tmp_path / "two.pt", weights_only=False)
     before = [p.detach() for p in load_model(micro_model)[0].parameters()]
     moved = max((a - b).abs().max().item() for a, b in zip(single.parameters(), before))
     assert moved > 1e-4  # the step did something
-    for got, want in zip(ddp["params"], single.parameters()):
+    for got, want in zip(two["params"], single.parameters()):
         assert torch.allclose(got, want.detach(), atol=1e-6, rtol=1e-4)
-    assert ddp["stats"]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
+    assert two["stats"]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
 
 
-def test_nproc_2_trains_and_resumes(micro_model, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_nproc_2_trains_and_resumes(micro_model, tmp_path, strategy):
     out = tmp_path / "run"
     config = write_config(tmp_path / "c.yaml", micro_model, out, steps=2, prompts_per_step=4)
-    first = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--config", config, "--nproc", "2"],
-                           capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "thinkgym", "train", "--nproc", "2", "--set", f"train.strategy={strategy}"]
+    first = subprocess.run([*command, "--config", config], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     more = write_config(tmp_path / "c.yaml", micro_model, out, steps=3, prompts_per_step=4)
-    again = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--config", more, "--nproc", "2", "--resume"],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*command, "--config", more, "--resume"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 alone logs
     state = torch.load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 3 and len(state["rng"]) == 2
     assert json.loads((out / "summary.json").read_text())["processes"] == 2
+    # A plain Hugging Face checkpoint and a whole optimizer state, keyed by parameter name, whatever the strategy.
+    saved = dict(load_model(str(out / "checkpoint"))[0].named_parameters())
+    assert set(state["optimizer"]["state"]) == set(saved)
+    assert all(s["exp_avg"].shape == saved[name].shape for name, s in state["optimizer"]["state"].items())
+
+
+def test_fsdp_needs_a_known_strategy_and_decoder_layers(micro_model):
+    with pytest.raises(ConfigError, match="train.strategy: must be one of 'ddp', 'fsdp'"):
+        load_config(None, ["train.strategy=zero3"])
+    model, _ = load_model(micro_model)
+    model._no_split_modules = None  # FSDP shards by the layers a model names here
+    with pytest.raises(ConfigError, match="names none"):
+        distributed._shard(distributed.TokenLogprobs(model), "cpu")
+
+
+def test_optimizer_state_is_keyed_by_parameter_name(micro_model):
+    model, _ = load_model(micro_model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(input_ids=torch.ones(1, 3, dtype=torch.long)).logits.sum().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # as on resume: a fresh model has no gradients
+    weights, state = ckpt.gather_state(model, optimizer)
+    assert weights is None and set(state["state"]) == {name for name, _ in model.named_parameters()}
+    again = torch.optim.AdamW(model.parameters(), lr=0.01)
+    ckpt.load_optimizer_state(model, again, state)
+    assert torch.equal(again.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    with pytest.raises(ckpt.CheckpointError, match="keyed by index"):
+        ckpt.load_optimizer_state(model, again, optimizer.state_dict())

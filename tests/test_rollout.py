@@ -59,7 +59,7 @@ def test_training_with_the_static_engine_and_tis(micro_model, tmp_path):
 
 
 def test_tis_needs_an_engine_that_reports_logprobs(capsys):
-    assert main(["train", "--dry-run", "--set", "sampling.tis_cap=2"]) == 2
+    assert main(["train", "--dry-run", "--set", "sampling.tis_cap=2", "--set", "sampling.engine=hf"]) == 2
     assert "needs an engine that reports its log-probs" in capsys.readouterr().err
 
 
@@ -118,3 +118,34 @@ def test_sampling_draws_from_the_distribution_and_reports_its_logprob():
             nucleus = expected.exp().sort(-1, descending=True).values.cumsum(-1)
             expected = expected - torch.log(nucleus.gather(-1, (nucleus < 0.5).sum(-1, keepdim=True)))
         assert torch.allclose(logprob, expected.gather(-1, token[:, None]).squeeze(1), atol=1e-5)
+
+
+def test_tis_weighs_each_token_by_the_capped_trainer_to_rollout_ratio(micro_model):
+    from thinkgym.trainer import distributed
+    from thinkgym.trainer.loop import Batch, batch_logprobs, update
+    from thinkgym.trainer.policy import Rollouts
+
+    model, tokenizer = load_model(micro_model)
+    torch.manual_seed(0)
+    r = StaticCacheEngine(model, tokenizer).generate(PROMPTS[:4], 2, Sampling(max_new_tokens=12))
+    mask = r.completion_mask
+    rollout = (r.rollout_logprobs + 0.3 * torch.randn(mask.shape)) * mask  # numerics far enough off for the cap to bite
+    drift = batch_logprobs(model, r, 8, 1.0) - rollout
+    assert (drift.exp()[mask == 1] > 1.5).any()
+    advantages = torch.randn(8)
+    common = ["train.prompts_per_step=4", "train.group_size=2", "train.mini_batch_size=8", "train.micro_batch_size=4",
+              "sampling.max_new_tokens=12", "sampling.engine=static"]
+    runs = {"tis": (load_config(None, common + ["sampling.tis_cap=1.5"]), rollout, advantages),
+            "by hand": (load_config(None, common), None, advantages[:, None] * drift.exp().clamp(max=1.5))}
+    results = {}
+    for name, (config, rollout_logprobs, adv) in runs.items():
+        policy = load_model(micro_model)[0]
+        optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
+        batch = Batch(Rollouts(**{**vars(r), "rollout_logprobs": rollout_logprobs}), torch.zeros(8), adv, mask, {}, [])
+        stats = update(distributed.wrap(policy, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                       batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+        results[name] = (stats, list(policy.parameters()))
+    (stats, params), (_, by_hand) = results["tis"], results["by hand"]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params, by_hand))
+    assert stats["rollout_logprob_gap/max"] == pytest.approx(drift.abs()[mask == 1].max().item(), rel=1e-5)
+    assert stats["rollout_logprob_gap/mean"] == pytest.approx(drift.abs()[mask == 1].mean().item(), rel=1e-5)

@@ -68,12 +68,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out: Path, model, tokenizer, trainer_state: dict[str, Any]) -> Path:
+def gather_state(model, optimizer) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(model weights, optimizer state) for :func:`save_checkpoint`, whole and on
+    the CPU on rank 0 (empty on other ranks). Every rank calls this: FSDP shards
+    are gathered. The optimizer state is keyed by parameter name, so it loads
+    back under either strategy. The weights are None unless FSDP sharded
+    ``model``: a whole model saves itself (a peft model only its adapters)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.tensor import DTensor
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    sharded = any(isinstance(p, DTensor) for p in model.parameters())
+    weights = get_model_state_dict(model, options=full) if sharded else None
+    return weights, get_optimizer_state_dict(model, optimizer, options=full)
+
+
+def load_optimizer_state(model, optimizer, state: dict[str, Any]) -> None:
+    """Load an optimizer state from :func:`gather_state` (each rank keeps its shards)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if any(isinstance(key, int) for key in state["state"]):
+        raise CheckpointError("cannot resume: the checkpoint's optimizer state is keyed by index "
+                              "(written by an older thinkgym), not by parameter name")
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def save_checkpoint(out: Path, model, tokenizer, trainer_state: dict[str, Any],
+                    weights: dict[str, Any] | None = None) -> Path:
     """Write model, tokenizer and ``trainer_state`` (optimizer, scheduler, step,
-    RNG states...) to ``out/checkpoint`` atomically."""
+    RNG states...) to ``out/checkpoint`` atomically. ``weights``: the model's
+    full state dict when ``model`` itself holds only shards (see :func:`gather_state`)."""
     staging = Path(tempfile.mkdtemp(prefix="checkpoint.tmp-", dir=out))
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, state_dict=weights)
         tokenizer.save_pretrained(staging)
         torch.save(trainer_state, staging / STATE_FILE)
         final, old = out / "checkpoint", out / "checkpoint.old"

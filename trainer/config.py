@@ -44,7 +44,7 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 64
     stop: list[str] = field(default_factory=list)
-    engine: Literal["hf", "static"] = "hf"  # rollout engine (trainer/rollout.py); static: Llama-family, faster
+    engine: Literal["auto", "hf", "static"] = "auto"  # rollout engine (trainer/rollout.py); auto: static where it supports the model, else hf
     tis_cap: Optional[float] = None  # truncated importance sampling: weigh tokens by min(p_train / p_rollout, cap)
 
 
@@ -83,6 +83,7 @@ class TrainConfig:
     epochs_per_batch: int = 1  # mu
     mini_batch_size: int = 128  # completions per optimizer step
     micro_batch_size: int = 32  # completions per forward/backward (gradient accumulation)
+    bucket_by_length: bool = True  # micro-batches of rows of similar length, trimmed of all-padding columns
     lr: float = 1e-4
     warmup_steps: int = 10
     weight_decay: float = 0.0
@@ -91,6 +92,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda if available, else cpu
     cpu_threads: int = 1  # torch intra-op threads; 0: torch's default. The tiny model runs fastest on 1
     score_workers: int = 0  # reward scoring processes; 0: one per core
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # >1 process: ddp copies the model; fsdp shards it, its grads and AdamW state
 
 
 @dataclass

@@ -2,13 +2,16 @@
 
 Each rank samples and scores its own share of the step's prompts (whole
 groups: advantages need all G completions of a prompt), computes log-probs
-through :class:`TokenLogprobs` wrapped in DDP, so gradients are averaged across
+through :class:`TokenLogprobs` wrapped in DDP (a full copy of the model per
+rank) or sharded with FSDP2 (``train.strategy: fsdp``: parameters, gradients
+and optimizer state split over the ranks), so gradients are averaged across
 ranks during the backward pass. Rank 0 alone writes logs and checkpoints.
 Without ``torchrun`` (no ``WORLD_SIZE``) everything here is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -16,11 +19,14 @@ import torch
 import torch.distributed as dist
 
 from thinkgym.trainer.policy import token_logprobs
+from thinkgym.trainer.typed_config import ConfigError
 
 
 def init(device: str) -> None:
     """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if device == "cuda":  # one GPU per process: "cuda" then means this rank's GPU
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
 
@@ -79,17 +85,75 @@ class TokenLogprobs(torch.nn.Module):
         self.model = model
 
     def forward(self, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float, with_entropy: bool):
-        return token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                              temperature, with_entropy)
+        logprobs, entropy = token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                           temperature, with_entropy)
+        # Not a view: FSDP hooks its root's outputs for the backward pass, and an
+        # in-place op on a view would drop that hook (FSDP warns of views).
+        return logprobs.clone(), entropy
 
 
-def wrap(model, device: str) -> torch.nn.Module:
-    """The module the update calls: DDP over :class:`TokenLogprobs` when running
-    on several ranks, else :class:`TokenLogprobs` itself."""
+def wrap(model, device: str, strategy: str = "ddp") -> torch.nn.Module:
+    """The module the update calls: :class:`TokenLogprobs` over ``model``; on
+    several ranks wrapped in DDP (``strategy="ddp"``) or sharded by FSDP2
+    (``"fsdp"``, see :func:`_shard`). Once sharded, ``model`` itself holds only
+    this rank's shards: run it outside the update only inside :func:`full_params`."""
     module = TokenLogprobs(model)
     if world() == 1:
         return module
+    if strategy == "fsdp":
+        return _shard(module, device)
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [torch.device(device).index or 0] if device.startswith("cuda") else None
+    ids = [torch.cuda.current_device()] if device.startswith("cuda") else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def _shard(module: TokenLogprobs, device: str) -> torch.nn.Module:
+    """FSDP2 (``fully_shard``) over ``module``: one parameter group per decoder
+    layer (each gathered just for its own forward and backward), and the rest
+    (embeddings, final norm, LM head, tied or not) in the root group of
+    ``module`` itself, whose forward is the update's forward pass. Gradients are
+    reduce-scattered, averaged over ranks as under DDP."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(getattr(module.model, "_no_split_modules", None) or ())
+    layers = [m for m in module.model.modules() if type(m).__name__ in blocks]
+    if not layers:
+        raise ConfigError(f"train.strategy fsdp shards a model by its decoder layers, and "
+                          f"{type(module.model).__name__} names none (_no_split_modules); use train.strategy ddp")
+    mesh = init_device_mesh(torch.device(device).type, (world(),))
+    for layer in layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(module, mesh=mesh)
+    # FSDP takes the first module to run forward as its root. Rollouts call the
+    # model's layers outside this module, so run it once now (one token, all ranks).
+    one = torch.ones(1, 1, dtype=torch.long, device=mesh.device_type)
+    with torch.no_grad():
+        module(one, one, one, one, 1.0, False)
+    module.reshard()  # the root keeps its weights gathered after a forward (for the backward)
+    return module
+
+
+@contextlib.contextmanager
+def full_params(module: torch.nn.Module):
+    """Within: every parameter of ``module`` whole on every rank, if FSDP sharded
+    it (else a no-op). All ranks enter together (each shard group is all-gathered
+    once), and inside, the model runs without collectives: ranks may sample
+    different numbers of tokens, and rank 0 may evaluate alone. Rollout engines
+    see full tensors. On exit each rank drops the gathered copies (no collective)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    groups = [m for m in module.modules() if isinstance(m, FSDPModule)]
+    layers = [m for m in groups if m is not module]  # the root keeps its params through a forward anyway
+    for group in groups:
+        group.unshard()
+    for layer in layers:
+        layer.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.set_reshard_after_forward(True, recurse=False)
+        for group in groups:
+            group.reshard()

@@ -26,9 +26,10 @@ from thinkgym.rewards.format import overlong_penalty
 from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed
 from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
+from thinkgym.trainer.batching import micro_batches
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
-from thinkgym.trainer.rollout import HFEngine, make_engine
+from thinkgym.trainer.rollout import RolloutEngine, make_engine
 from thinkgym.trainer.typed_config import ConfigError
 from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, load_model, token_logprobs
 
@@ -131,14 +132,15 @@ class AdapterFree:
         return self.peft_model.get_output_embeddings()
 
 
-def held_out_accuracy(model, tokenizer, envs, eval_envs, tasks_per_env: int, sampling: Sampling, workers) -> dict[str, float]:
-    """Accuracy (first reward component == 1) of one sample per held-out task."""
+def held_out_accuracy(model, engine: RolloutEngine, eval_envs, tasks_per_env: int, sampling: Sampling,
+                      workers) -> dict[str, float]:
+    """Accuracy (first reward component == 1) of one sample per held-out task, sampled with ``engine``."""
     model.eval()
     result = {}
     for env in eval_envs:
         base = env.unwrapped
         tasks = [base.tasks[i] for i in range(min(tasks_per_env, len(base.tasks)))]
-        samples = sample_and_score(HFEngine(model, tokenizer), env, tasks, 1, sampling, workers=workers)
+        samples = sample_and_score(engine, env, tasks, 1, sampling, workers=workers)
         result[base.spec.id if base.spec else "env"] = samples.correct(base.rewards[0].name).float().mean().item()
     return result
 
@@ -162,6 +164,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     worker processes), the old-policy and reference log-probs of the same
     completions are computed, so scoring costs little wall time."""
     t, sampling_cfg = config.train, config.sampling
+    engine = engine or make_engine(sampling_cfg.engine, model, tokenizer)
     sampling = Sampling(sampling_cfg.temperature, sampling_cfg.top_p, sampling_cfg.max_new_tokens, tuple(sampling_cfg.stop))
     g, wanted = t.group_size, t.prompts_per_step // distributed.world()
     kept: list[tuple[Rollouts, torch.Tensor, list]] = []
@@ -174,8 +177,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     micro, temperature = t.micro_batch_size, sampling.temperature
     # With one optimizer step per batch the policy is still the sampling policy when
     # the loss is computed: its own detached log-probs are the old ones (ratio 1).
-    needs_old = (t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g
-                 or config.sampling.engine != "hf")
+    needs_old = t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g
     while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
         drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
         rounds += 1
@@ -187,15 +189,15 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             prompts, chat = render_prompts(base, tokenizer, tasks)
             start = time.perf_counter()
             model.eval()
-            rollouts = (engine or HFEngine(model, tokenizer)).generate(prompts, g, sampling, add_special_tokens=not chat)
+            rollouts = engine.generate(prompts, g, sampling, add_special_tokens=not chat)
             gen_time += time.perf_counter() - start
             scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, [task for task in tasks for _ in range(g)],
                                      workers)
             start = time.perf_counter()
             if needs_old:
-                rollouts.old_logprobs = batch_logprobs(model, rollouts, micro, temperature)
+                rollouts.old_logprobs = batch_logprobs(model, rollouts, micro, temperature, t.bucket_by_length)
             if ref_model is not None:
-                rollouts.ref_logprobs = batch_logprobs(ref_model, rollouts, micro, temperature)
+                rollouts.ref_logprobs = batch_logprobs(ref_model, rollouts, micro, temperature, t.bucket_by_length)
             logprob_time += time.perf_counter() - start
             start = time.perf_counter()
             scored, seconds = scoring.result()
@@ -233,13 +235,6 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
     rewards = torch.cat([k[1] for k in kept])[:n_keep]
     advantages = group_advantages(rewards, g, algo.estimator)
-    mismatch = {}
-    if rollouts.rollout_logprobs is not None:  # engine vs trainer numerics, and their correction
-        gap = (rollouts.old_logprobs - rollouts.rollout_logprobs).abs()[rollouts.completion_mask.bool()]
-        mismatch = {"rollout_logprob_gap/mean": gap.mean().item(), "rollout_logprob_gap/max": gap.max().item()}
-        if config.sampling.tis_cap:
-            weight = (rollouts.old_logprobs - rollouts.rollout_logprobs).exp().clamp(max=config.sampling.tis_cap)
-            advantages = advantages[:, None] * weight  # per-token: the surrogate scales linearly in A
     loss_mask = rollouts.completion_mask.clone()
     if algo.overlong == "mask_truncated":
         loss_mask[rollouts.truncated] = 0
@@ -251,7 +246,6 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                "time/generate": gen_time, "time/logprobs": logprob_time, "time/score": score_time,
                "time/score_wait": score_wait,
                "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
-    metrics.update(mismatch)
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
     metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
     return Batch(rollouts, rewards, advantages, loss_mask, metrics, samples)
@@ -284,31 +278,34 @@ def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
                     stack("rollout_logprobs", c, 0.0, False))
 
 
-def _rows(r: Rollouts, idx: torch.Tensor):
-    return r.prompt_ids[idx], r.prompt_mask[idx], r.completion_ids[idx], r.completion_mask[idx]
-
-
 @torch.no_grad()
-def batch_logprobs(model, r: Rollouts, micro: int, temperature: float) -> torch.Tensor:
+def batch_logprobs(model, r: Rollouts, micro: int, temperature: float, bucket: bool = True) -> torch.Tensor:
+    """[N, T] log-probs of ``r``'s completion tokens (0 on padding), in ``r``'s row
+    order, computed ``micro`` rows at a time (bucketed by length and trimmed with ``bucket``)."""
     model.eval()
-    out = [token_logprobs(model, *_rows(r, torch.arange(i, min(i + micro, len(r.texts)))), temperature)[0]
-           for i in range(0, len(r.texts), micro)]
-    return torch.cat(out)
+    out = torch.zeros(r.completion_ids.shape, device=r.completion_ids.device)
+    for mb in micro_batches(r, torch.arange(len(r.texts), device=r.completion_ids.device), micro, bucket):
+        out[mb.rows, :mb.width] = token_logprobs(model, *mb.inputs, temperature)[0]
+    return out
 
 
 def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,
            rng: torch.Generator) -> dict[str, float]:
     """``epochs_per_batch`` passes over shuffled mini-batches; one optimizer step
-    per mini-batch, accumulating gradients over micro-batches. ``module`` is
+    per mini-batch, accumulating gradients over micro-batches (with
+    ``train.bucket_by_length``, of rows of similar length, each trimmed of its
+    all-padding columns; ``tokens/*`` metrics count the decoder work). ``module`` is
     :func:`distributed.wrap` of the policy: on several ranks its backward
     averages gradients, so each rank weighs its tokens by their global share."""
     t = config.train
     old_logprobs, ref_logprobs = batch.rollouts.old_logprobs, batch.rollouts.ref_logprobs
+    rollout_logprobs = batch.rollouts.rollout_logprobs  # set when the engine reports them
+    gaps: list[torch.Tensor] = []
     n = len(batch.rollouts.texts)
     mini = min(t.mini_batch_size // distributed.world(), n)
     norm_length = float(config.sampling.max_new_tokens)
     totals: dict[str, float] = {}
-    steps = 0
+    steps = computed = full = 0
     module.train()
     for _ in range(t.epochs_per_batch):
         order = torch.randperm(n, generator=rng)
@@ -316,37 +313,53 @@ def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: Alg
             idx = order[start:start + mini]
             local_tokens = batch.loss_mask[idx].sum().clamp(min=1)
             global_tokens = distributed.sum_scalar(float(local_tokens))
+            local_rows = max(int((batch.loss_mask[idx].sum(1) > 0).sum()), 1)  # what the seq-mean forms average over
             optimizer.zero_grad(set_to_none=True)
-            micro_starts = range(0, len(idx), t.micro_batch_size)
-            for m in micro_starts:
-                sub = idx[m:m + t.micro_batch_size]
-                mask = batch.loss_mask[sub]
-                sync = m == micro_starts[-1] or not hasattr(module, "no_sync")  # DDP: all-reduce once per mini-batch
+            # Bucketed: rows of similar length share a micro-batch, trimmed to its own width. The order of
+            # micro-batches does not matter: each weighs its own share of the mini-batch.
+            micros = micro_batches(batch.rollouts, idx, t.micro_batch_size, t.bucket_by_length)
+            for m, mb in enumerate(micros):
+                mask = mb.take(batch.loss_mask)
+                computed, full = computed + mb.computed, full + mb.full
+                sync = m == len(micros) - 1 or not hasattr(module, "no_sync")  # DDP: all-reduce once per mini-batch
                 with contextlib.nullcontext() if sync else module.no_sync():
-                    logprobs, entropy = module(*_rows(batch.rollouts, sub), config.sampling.temperature, True)
-                    old = logprobs.detach() if old_logprobs is None else old_logprobs[sub]
-                    loss, stats = policy_loss(logprobs, old, batch.advantages[sub], mask,
+                    logprobs, entropy = module(*mb.inputs, config.sampling.temperature, True)
+                    old = logprobs.detach() if old_logprobs is None else mb.take(old_logprobs)
+                    advantages = mb.take(batch.advantages)
+                    if rollout_logprobs is not None:  # the engine's numerics vs the trainer's, and their correction
+                        drift = old - mb.take(rollout_logprobs)
+                        gaps.append(drift.abs()[mb.take(batch.rollouts.completion_mask).bool()])
+                        if config.sampling.tis_cap:  # per token: the surrogate scales linearly in A
+                            advantages = advantages[:, None] * drift.exp().clamp(max=config.sampling.tis_cap)
+                    loss, stats = policy_loss(logprobs, old, advantages, mask,
                                               clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
                                               agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
                     if algo.beta > 0:
-                        kl = aggregate(kl_penalty(logprobs, ref_logprobs[sub], algo.kl), mask, algo.agg, norm_length)
+                        kl = aggregate(kl_penalty(logprobs, mb.take(ref_logprobs), algo.kl), mask, algo.agg, norm_length)
                         loss = loss + algo.beta * kl
                         stats["kl_ref"] = kl.detach()
                     # Each micro-batch weighs its share of the mini-batch: of all ranks' tokens for
-                    # token-mean (DDP divides the summed gradients by the number of ranks).
-                    share = float(mask.sum() / local_tokens) if algo.agg == "token-mean" else len(sub) / len(idx)
+                    # token-mean (DDP divides the summed gradients by the number of ranks), else of the
+                    # sequences with a valid token, so how rows are grouped does not change the update.
+                    token_share = float(mask.sum() / local_tokens)
+                    share = token_share if algo.agg == "token-mean" else int((mask.sum(1) > 0).sum()) / local_rows
                     weight = float(mask.sum()) / global_tokens * distributed.world() if algo.agg == "token-mean" else share
                     (loss * weight).backward()
                 stats["loss"] = loss.detach()
                 stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
-                for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + float(v) * share
+                for k, v in stats.items():  # the losses weigh as in the update; per-token statistics by tokens
+                    totals[k] = totals.get(k, 0.0) + float(v) * (share if k in ("loss", "kl_ref") else token_share)
             grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), t.max_grad_norm)
             totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             optimizer.step()
             steps += 1
     scheduler.step()
-    return {k: v / steps for k, v in totals.items()}
+    # Decoder token positions this step (all epochs) vs the same micro-batches at full width.
+    extra = {"tokens/computed": computed, "tokens/full_width": full, "tokens/padding_saved_frac": 1 - computed / full}
+    if gaps:
+        gap = torch.cat(gaps)
+        extra.update({"rollout_logprob_gap/mean": gap.mean().item(), "rollout_logprob_gap/max": gap.max().item()})
+    return {**{k: v / steps for k, v in totals.items()}, **extra}
 
 
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
@@ -378,8 +391,12 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     base_path = distributed.gather(base_path)[0]  # rank 0 builds the tiny model once
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer, ref_model = load_policy(config, base_path, latest, device, with_reference=algo.beta > 0)
-    module = distributed.wrap(model, device)
+    module = distributed.wrap(model, device, t.strategy)
     engine = make_engine(config.sampling.engine, model, tokenizer)
+    if config.sampling.tis_cap and not engine.reports_logprobs:
+        raise ConfigError(f"sampling.tis_cap needs an engine that reports its log-probs; sampling.engine "
+                          f"{config.sampling.engine} runs {type(engine).__name__} for this model")
+    log(f"rollout engine: {type(engine).__name__} (sampling.engine {config.sampling.engine})")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed + distributed.rank())
@@ -390,21 +407,25 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         state = ckpt.load_trainer_state(latest)
         if len(state["rng"]) != distributed.world():
             raise ckpt.CheckpointError(f"{latest} was written by {len(state['rng'])} processes; resume with as many")
-        optimizer.load_state_dict(state["optimizer"])
+        ckpt.load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         shuffle_rng.set_state(state["shuffle_rng"][distributed.rank()])
         ckpt.set_rng_state(state["rng"][distributed.rank()])
         step, before = state["step"], state["before"]
         log(f"resumed {out} at step {step}")
-    elif main:
-        before = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
-        log(f"held-out accuracy before training: {_fmt(before)}")
+    else:
+        with distributed.full_params(module):  # under FSDP every rank gathers the weights rank 0 evaluates
+            if main:
+                before = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,
+                                           workers)
+                log(f"held-out accuracy before training: {_fmt(before)}")
     distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
-        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model, engine)
+        with distributed.full_params(module):  # FSDP: sample from whole weights, without collectives
+            batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model, engine)
         mark = time.perf_counter()
         stats = update(module, optimizer, scheduler, batch, config, algo, shuffle_rng)
         update_time = time.perf_counter() - mark
@@ -418,16 +439,19 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
         if step % config.output.checkpoint_every == 0 or step == t.steps:
+            weights, optimizer_state = ckpt.gather_state(model, optimizer)
             rngs, shuffles = distributed.gather(ckpt.rng_state()), distributed.gather(shuffle_rng.get_state())
             if main:
                 ckpt.save_checkpoint(out, model, tokenizer, {
-                    "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "shuffle_rng": shuffles, "rng": rngs, "before": before})
+                    "step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
+                    "shuffle_rng": shuffles, "rng": rngs, "before": before}, weights)
             distributed.barrier()
+    with distributed.full_params(module):
+        after = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,
+                                  workers) if main else None
     if not main:
         return {"steps": step}
     logger.close()
-    after = held_out_accuracy(model, tokenizer, envs, eval_envs, config.output.eval_tasks, eval_sampling, workers)
     summary = {"steps": step, "processes": distributed.world(), "before": before, "after": after,
                "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -24,8 +24,10 @@ def describe_plan(config: Config) -> str:
              "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
                                        for e in config.envs),
              f"batch        {t.prompts_per_step} prompts x G={t.group_size} = {completions} completions per step, "
-             f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}, mu={t.epochs_per_batch}",
-             f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}",
+             f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}"
+             f"{' (bucketed by length)' if t.bucket_by_length else ''}, mu={t.epochs_per_batch}",
+             f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}, "
+             f"engine {s.engine}",
              f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",

@@ -86,7 +86,8 @@ def generate(model, tokenizer, prompts: list[str], n: int, sampling: Sampling, a
         input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=sampling.temperature,
         top_p=sampling.top_p, top_k=0, max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id, stop_strings=list(sampling.stop) or None,
-        tokenizer=tokenizer if sampling.stop else None)
+        tokenizer=tokenizer if sampling.stop else None,
+        synced_gpus=False)  # each rank samples on its own, also when FSDP manages the model
     completion_ids = output[:, prompt_ids.shape[1]:]
     return finish_rollouts(tokenizer, prompt_ids, prompt_mask, completion_ids, sampling)
 

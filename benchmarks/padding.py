@@ -27,8 +27,8 @@ import torch
 
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import Config, load_config
-from thinkgym.trainer.loop import (TaskSampler, batch_logprobs, collect_batch, load_policy, make_envs, model_path,
-                                   resolve_device, update)
+from thinkgym.trainer.loop import (TaskSampler, batch_logprobs, collect_batch, load_policy, make_envs, make_optimizer,
+                                   model_path, resolve_device, update)
 from thinkgym.trainer.rollout import make_engine
 
 
@@ -70,7 +70,7 @@ def main() -> int:
     model, tokenizer, ref_model = load_policy(config, model_path(config.model.path, print), None, device, algo.beta > 0)
     module = distributed.wrap(model, device)
     engine = make_engine(config.sampling.engine, model, tokenizer)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = make_optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed)
     rows = {True: [], False: []}

@@ -49,3 +49,24 @@ def test_values_entropy_and_gradients_match_the_naive_path(batch, chunk):
     for got, want in zip(grads, (p.grad for p in model.parameters())):
         assert torch.allclose(got, want, atol=1e-5)
     assert (chosen[tensors[3] == 0] == 0).all()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_the_head_backward_matches_autograd_with_a_bias(temperature):
+    from thinkgym.trainer.policy import _HeadLogprobs
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(7, 16, generator=g, requires_grad=True)
+    weight = torch.randn(50, 16, generator=g, requires_grad=True)
+    bias = torch.randn(50, generator=g, requires_grad=True)
+    targets = torch.randint(0, 50, (7,), generator=g)
+    upstream = torch.randn(7, generator=g)
+    chosen, entropy = _HeadLogprobs.apply(states, weight, bias, targets, temperature, True)
+    grads = torch.autograd.grad((chosen * upstream).sum(), (states, weight, bias))
+    logp = F.log_softmax(F.linear(states, weight, bias) / temperature, -1)
+    expected = logp.gather(-1, targets[:, None]).squeeze(1)
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), (states, weight, bias))
+    assert torch.allclose(chosen, expected, atol=1e-5)
+    assert torch.allclose(entropy, -(logp.exp() * logp).sum(-1), atol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-5)

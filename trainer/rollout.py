@@ -15,7 +15,6 @@ import math
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from thinkgym.trainer.policy import Rollouts, Sampling, encode_prompts, finish_rollouts, generate
 

@@ -160,14 +160,14 @@ def _raise(exc: Exception) -> None:
 def _serve() -> None:
     """Helper loop: import the modules named on the command line, then read
     (fn, args, kwargs), acknowledge, reply (ok, value), until stdin closes."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    sys.stdout = sys.stderr  # stray prints from checked code (or its imports) must not corrupt the channel
     for module in sys.argv[1:]:
         try:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001 - only a head start: the call itself imports what it needs and reports
             pass
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    sys.stdout = sys.stderr  # stray prints from checked code must not corrupt the channel
     while True:
         try:
             call = pickle.loads(_read_msg(stdin, None))

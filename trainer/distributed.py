@@ -142,6 +142,9 @@ def full_params(module: torch.nn.Module):
     once), and inside, the model runs without collectives: ranks may sample
     different numbers of tokens, and rank 0 may evaluate alone. Rollout engines
     see full tensors. On exit each rank drops the gathered copies (no collective)."""
+    if world() == 1:  # nothing is sharded
+        yield
+        return
     from torch.distributed.fsdp import FSDPModule
 
     groups = [m for m in module.modules() if isinstance(m, FSDPModule)]

@@ -443,8 +443,9 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         metrics = distributed.mean_metrics({**batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
                                             "time/update": update_time, "time/step": time.perf_counter() - started,
                                             "train_tokens_per_s": train_tokens / max(update_time, 1e-9)})
-        for key in ("rollout_tokens_per_s", "train_tokens_per_s"):  # throughput adds up over ranks
-            metrics[key] *= distributed.world()
+        for key in ("rollout_tokens_per_s", "train_tokens_per_s", "tokens/computed", "tokens/full_width"):
+            metrics[key] *= distributed.world()  # throughput and token counts add up over ranks
+        metrics["tokens/padding_saved_frac"] = 1 - metrics["tokens/computed"] / metrics["tokens/full_width"]
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
         if step % config.output.checkpoint_every == 0 or step == t.steps:

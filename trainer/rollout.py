@@ -11,6 +11,7 @@ one-method interface."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Protocol
 
@@ -69,6 +70,8 @@ class StaticCacheEngine:
         model_type = getattr(model.config, "model_type", None)
         if model_type not in cls.SUPPORTED:
             return f"supports {', '.join(cls.SUPPORTED)} models, not {model_type!r}"
+        if "past_key_values" not in inspect.signature(type(model.get_decoder().layers[0].self_attn).forward).parameters:
+            return "needs attention layers that take past_key_values (a newer transformers)"
         if model.config._attn_implementation not in ("sdpa", "eager"):
             return f"needs attn_implementation sdpa or eager, not {model.config._attn_implementation!r}"
         return None
@@ -99,17 +102,18 @@ class StaticCacheEngine:
         logprobs = torch.zeros(rows, new, device=device)
         active = torch.arange(rows, device=device)  # the output row of each batch row
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
-        texts = [""] * rows
+        # A stop string of c characters spans at most c tokens; one more keeps its first token's
+        # leading space (SentencePiece drops it when a decode starts at that token).
+        stop_window = max(map(len, sampling.stop), default=0) + 1
         for t in range(new):
             token, logprob = _sample(logits, sampling)
             live = ~finished
             tokens[active[live], t], logprobs[active[live], t] = token[live], logprob[live]
             finished |= token == tok.eos_token_id
-            if sampling.stop:  # decode only the new token of each live row
+            if sampling.stop:  # decode only each live row's last few tokens: enough to hold a stop string
                 for j in live.nonzero().squeeze(1).tolist():
-                    row = int(active[j])
-                    texts[row] += tok.decode([int(token[j])], skip_special_tokens=True)
-                    finished[j] |= any(s in texts[row][-len(s) - 8:] for s in sampling.stop)
+                    tail = tok.decode(tokens[active[j], max(0, t + 1 - stop_window):t + 1], skip_special_tokens=True)
+                    finished[j] |= any(s in tail for s in sampling.stop)
             if finished.all() or t == new - 1:
                 break
             if finished.sum() * 4 >= len(finished):  # early exit, in batches
@@ -190,7 +194,7 @@ def _sample(logits: torch.Tensor, sampling: Sampling) -> tuple[torch.Tensor, tor
     top = scaled.max(-1, keepdim=True).values
     weights[:, :vocab] = scaled - top
     weights[:, :vocab].exp_()
-    token = _two_stage_multinomial(weights.view(rows, -1, block))
+    token = _two_stage_multinomial(weights.view(rows, -1, block)).clamp(max=vocab - 1)  # rounding: never a pad slot
     logprob = scaled.gather(-1, token[:, None]).squeeze(1) - top.squeeze(1) - weights.sum(-1).log()
     return token, logprob
 

@@ -155,12 +155,12 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
         logp, ent = _HeadLogprobs.apply(states[part], head.weight, head.bias, targets[part], temperature, with_entropy)
         chosen.append(logp)
         entropy.append(ent)
-    out = torch.zeros(n * t, dtype=torch.float32, device=hidden.device)
-    out = out.index_put((valid,), torch.cat(chosen) if chosen else out[:0]).view(n, t)
-    if not with_entropy:
-        return out, None
-    ent = torch.zeros(n * t, device=hidden.device).index_put((valid,), torch.cat(entropy) if entropy else out.new_zeros(0))
-    return out, ent.view(n, t)
+
+    def spread(values: list[torch.Tensor]) -> torch.Tensor:  # one value per valid token -> [N, T], 0 on padding
+        flat = torch.cat(values) if values else hidden.new_zeros(0, dtype=torch.float32)
+        return torch.zeros(n * t, device=hidden.device).index_put((valid,), flat).view(n, t)
+
+    return spread(chosen), spread(entropy) if with_entropy else None
 
 
 class _HeadLogprobs(torch.autograd.Function):

@@ -10,7 +10,7 @@ from thinkgym.cli import main
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.loop import train
 from thinkgym.trainer.policy import Sampling, load_model, token_logprobs
-from thinkgym.trainer.rollout import StaticCacheEngine, HFEngine
+from thinkgym.trainer.rollout import EngineFallbackWarning, HFEngine, StaticCacheEngine, make_engine
 
 from test_trainer import write_config
 
@@ -88,6 +88,31 @@ def test_static_engine_on_other_families(kind):
                                 rollouts.completion_mask, temperature=0.7)
     assert rollouts.completion_mask.sum() > 0
     assert (trainer - rollouts.rollout_logprobs).abs().max() < 1e-4  # the engine samples the model's distribution
+
+
+@pytest.mark.parametrize("kind", StaticCacheEngine.SUPPORTED)
+def test_auto_picks_the_static_engine_for_every_family_it_claims(kind, recwarn):
+    model, tokenizer = random_decoder(kind)
+    assert type(make_engine("auto", model, tokenizer)) is StaticCacheEngine
+    assert not [w for w in recwarn if issubclass(w.category, EngineFallbackWarning)]
+
+
+def test_auto_falls_back_loudly_and_says_why():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with pytest.warns(EngineFallbackWarning, match="falling back to HF generate.*slower.*not 'gpt2'"):
+        assert type(make_engine("auto", GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2)), None)) is HFEngine
+    model, tokenizer = random_decoder("llama")
+
+    class IgnoresTheCache(torch.nn.Module):  # a layer convention the engine cannot drive exactly
+        def forward(self, hidden, *args, **kwargs):
+            return hidden
+
+    model.get_decoder().layers[0] = IgnoresTheCache()
+    with pytest.warns(EngineFallbackWarning, match="do not write their keys and values through Cache.update.*report"):
+        assert type(make_engine("auto", model, tokenizer)) is HFEngine
+    with pytest.raises(ValueError, match="Cache.update; use sampling.engine=hf"):
+        StaticCacheEngine(model, tokenizer)
 
 
 def test_static_engine_refuses_what_it_cannot_run_exactly():

@@ -11,8 +11,8 @@ one-method interface."""
 
 from __future__ import annotations
 
-import inspect
 import math
+import warnings
 from typing import Any, Protocol
 
 import torch
@@ -70,11 +70,9 @@ class StaticCacheEngine:
         model_type = getattr(model.config, "model_type", None)
         if model_type not in cls.SUPPORTED:
             return f"supports {', '.join(cls.SUPPORTED)} models, not {model_type!r}"
-        if "past_key_values" not in inspect.signature(type(model.get_decoder().layers[0].self_attn).forward).parameters:
-            return "needs attention layers that take past_key_values (a newer transformers)"
         if model.config._attn_implementation not in ("sdpa", "eager"):
             return f"needs attn_implementation sdpa or eager, not {model.config._attn_implementation!r}"
-        return None
+        return _cache_contract_problem(model)
 
     @torch.no_grad()
     def generate(self, prompts, n, sampling, add_special_tokens=True):
@@ -145,8 +143,10 @@ class _StaticKV:
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.length = 0
+        self.updates = 0  # calls of update, for the contract probe
 
     def update(self, key, value, layer_idx, *args, **kwargs):
+        self.updates += 1
         end = self.length + key.shape[2]
         self.keys[layer_idx][:, :, self.length:end] = key
         self.values[layer_idx][:, :, self.length:end] = value
@@ -163,14 +163,46 @@ class _StaticKV:
 
 def _run_layers(decoder, hidden, positions, allowed, cache: _StaticKV):
     """The decoder layers over ``hidden`` at ``positions``; ``allowed`` is the
-    boolean attention pattern, passed as an additive mask (eager and sdpa take it)."""
+    boolean attention pattern, passed as an additive mask (eager and sdpa take it).
+
+    The layers are called as their model calls them: ``(hidden_states,
+    attention_mask, position_ids, cache)`` by position, ``position_embeddings``
+    by name. The cache's keyword changed name (``past_key_values`` up to
+    transformers 5.x, ``cache`` after) but not its place, which has been the
+    fourth since the ``Cache`` classes came in."""
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
     rotary = decoder.rotary_emb(hidden, positions)
     for layer in decoder.layers:
-        hidden = layer(hidden, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       position_embeddings=rotary)
+        hidden = layer(hidden, mask, positions, cache, position_embeddings=rotary)
     return hidden
+
+
+@torch.no_grad()
+def _cache_contract_problem(model) -> str | None:
+    """Run one token through the first decoder layer with a probe cache: the
+    engine is exact only if the layer writes its keys and values through
+    ``Cache.update`` and returns hidden states of the input's shape. A check of
+    behaviour, not of parameter names, which transformers renames."""
+    decoder = model.get_decoder()
+    weight = model.get_output_embeddings().weight
+    cache = _StaticKV(model.config, 1, 1, weight.dtype, weight.device)
+    hidden = decoder.embed_tokens(torch.zeros(1, 1, dtype=torch.long, device=weight.device))
+    try:
+        out = _run_layers(_FirstLayer(decoder), hidden, torch.zeros(1, 1, dtype=torch.long, device=weight.device),
+                          torch.ones(1, 1, 1, 1, dtype=torch.bool, device=weight.device), cache)
+    except Exception as exc:  # any failure here means the layers' conventions moved
+        return f"cannot call this transformers' decoder layers with a KV cache ({type(exc).__name__}: {exc})"
+    if cache.updates != 1 or not isinstance(out, torch.Tensor) or out.shape != hidden.shape:
+        return "found decoder layers that do not write their keys and values through Cache.update"
+    return None
+
+
+class _FirstLayer:
+    """``decoder`` with only its first layer, for the probe."""
+
+    def __init__(self, decoder):
+        self.layers, self.rotary_emb = decoder.layers[:1], decoder.rotary_emb
 
 
 def _check_window(config, length: int) -> None:
@@ -229,8 +261,23 @@ def _invert_cdf(weights: torch.Tensor) -> torch.Tensor:
 ENGINES = {"hf": HFEngine, "static": StaticCacheEngine}
 
 
+class EngineFallbackWarning(UserWarning):
+    """``auto`` could not use the fast engine for a model."""
+
+
 def make_engine(name: str, model, tokenizer) -> RolloutEngine:
-    """The engine called ``name``; ``auto`` is ``static`` where it supports the model, else ``hf``."""
+    """The engine called ``name``. ``auto`` is ``static`` where it supports the
+    model, else ``hf`` with an ``EngineFallbackWarning`` that names the reason:
+    for a family the static engine claims, a fallback is a defect to report."""
     if name == "auto":
-        name = "hf" if StaticCacheEngine.unsupported(model) else "static"
+        problem = StaticCacheEngine.unsupported(model)
+        if problem is None:
+            name = "static"
+        else:
+            name = "hf"
+            claimed = getattr(model.config, "model_type", None) in StaticCacheEngine.SUPPORTED
+            warnings.warn(f"sampling.engine auto: falling back to HF generate, which samples about 2-3x slower "
+                          f"(benchmarks/RESULTS.md), because the static engine {problem}"
+                          + (" (a supported family: please report this with your transformers version)" if claimed else ""),
+                          EngineFallbackWarning, stacklevel=2)
     return ENGINES[name](model, tokenizer)

@@ -20,6 +20,16 @@ Decisions (all follow math-verify, so the reward agrees with the tool users know
 Several candidate values (``5 or 6``, ``5, 6``, ``x > 4``, an interval) against a
 single-valued gold answer score 0 with the reason ``hedged_answer``.
 
+An answer in several parts may be written in several boxes (``\\boxed{1}, \\boxed{2}``),
+as math-verify also reads it. When the last box alone is not the gold answer and the
+gold answer has several parts (a set, a tuple, a list: anything but one value), the
+boxes taken together, read as one list, are judged too; every box counts, so an extra
+or a missing part fails. A single-valued gold answer is judged on the last box only,
+so a list of guesses in several boxes never passes.
+
+``\\mathrm{e}`` (Euler's number in upright type, common in Numina-style data) is read
+as ``e``; math-verify reads it as an unknown symbol, or not at all.
+
 math-verify parses and compares in a helper process under
 :func:`~thinkgym.rewards.timeout.call_with_timeout` (its own SIGALRM timeouts
 fail off the main thread and cannot stop a hang inside C, such as evaluating
@@ -72,6 +82,7 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
 _BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape, or a brace
 _BOX_TOKEN_RE = re.compile(r"[^\s${}]+")
 _INT_RE = re.compile(r"-?\d{1,100}")
+_EULER_RE = re.compile(r"\\mathrm\s*(?:\{\s*e\s*\}|e(?![A-Za-z]))")  # \mathrm{e}, \mathrm e
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
@@ -103,6 +114,18 @@ def _braced(text: str, start: int) -> str | None:
     return None
 
 
+def _box_content(text: str, box: re.Match) -> tuple[str, int] | None:
+    """The content of the box that ``box`` (a ``\\boxed`` match) opens, and the index just
+    after the box; None if it is unclosed or empty of any token."""
+    if text.startswith("{", box.end()):
+        content = _braced(text, box.end())
+        return None if content is None else (content, box.end() + len(content) + 2)
+    # ``\boxed 5.``: one TeX token, in practice the word up to a space or ``$``;
+    # the sentence's full stop is not part of it.
+    token = _BOX_TOKEN_RE.match(text, box.end())
+    return (token.group().rstrip(".,;"), token.end()) if token else None
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last ``\\boxed``/``\\fbox`` in ``text``; None if there is none or it is unclosed.
 
@@ -111,14 +134,26 @@ def last_boxed(text: str) -> str | None:
     last = None
     for last in _BOX_RE.finditer(text):
         pass
-    if last is None:
-        return None
-    if text.startswith("{", last.end()):
-        return _braced(text, last.end())
-    # ``\boxed 5.``: one TeX token, in practice the word up to a space or ``$``;
-    # the sentence's full stop is not part of it.
-    token = _BOX_TOKEN_RE.match(text, last.end())
-    return token.group().rstrip(".,;") if token else None
+    found = None if last is None else _box_content(text, last)
+    return None if found is None else found[0]
+
+
+def boxed_answers(text: str) -> list[str]:
+    """The contents of all the boxes of ``text``, in order, without math delimiters.
+
+    A box inside a box is part of its content, not a box of its own. Empty when
+    any box is unclosed (a truncated completion has no final list of boxes).
+    Each character is read once or twice, so this is linear in ``len(text)``.
+    """
+    found = []
+    start = 0
+    while (box := _BOX_RE.search(text, start)) is not None:
+        content = _box_content(text, box)
+        if content is None:
+            return []
+        found.append(_strip_delimiters(content[0]))
+        start = content[1]
+    return found
 
 
 def last_answer_tag(text: str) -> str | None:
@@ -144,7 +179,9 @@ def extract_answer(completion: str) -> str | None:
     (nested braces handled), else of the last ``<answer>...</answer>``, with
     surrounding whitespace and math delimiters (``$...$``, ``\\(...\\)``) removed.
     A last ``\\boxed{`` that is never closed (a truncated completion) counts as
-    no box. Runs in linear time on any string.
+    no box. Runs in linear time on any string. One answer per completion, whatever
+    the gold answer: :func:`math_reward` may also read all the boxes together
+    (:func:`boxed_answers`) against a gold answer with several parts.
     """
     found = last_boxed(completion)
     if found is None:
@@ -185,10 +222,29 @@ def _parse(text: str) -> list | None:
     ``\\text``, thousands separators) the same way to gold and prediction.
     A Unicode degree sign is read as ``^\\circ``, which math-verify strips.
     """
-    parsed = parse("\\boxed{" + text.replace("°", "^\\circ") + "}", parsing_timeout=None)
+    text = _upright_e_as_e(text.replace("°", "^\\circ"))
+    parsed = parse("\\boxed{" + text + "}", parsing_timeout=None)
     if parsed and isinstance(parsed[0], (sympy.Basic, sympy.MatrixBase)):
         return parsed
     return None
+
+
+def _upright_e_as_e(text: str) -> str:
+    """``text`` with ``\\mathrm{e}`` written as ``e``, which math-verify reads as Euler's number.
+
+    math-verify turns ``\\mathrm{e}`` into ``\\text{e}``: an unknown symbol
+    (``\\mathrm{e}^2`` is not ``e^2``), dropped as a unit (``2\\mathrm{e}`` is 2) or
+    unparsable (``\\frac{1}{\\mathrm{e}}``). A space keeps the ``e`` apart from a
+    command or letter next to it (``\\cdot\\mathrm{e}``, ``\\mathrm{e}x``), and only
+    there: ``{ e }`` does not parse.
+    """
+
+    def plain_e(match: re.Match) -> str:
+        before = " " if text[match.start() - 1 : match.start()].isalpha() else ""
+        after = " " if text[match.end() : match.end() + 1].isalpha() else ""
+        return before + "e" + after
+
+    return _EULER_RE.sub(plain_e, text)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -224,11 +280,28 @@ def _offers_several_values(expr) -> bool:
     return isinstance(expr, (sympy.Interval, Relational, BooleanFunction))
 
 
-def _judge(gold_text: str, pred_text: str) -> str:
-    """The reason for the verdict on a predicted answer against a gold answer."""
+def _judge(gold_text: str, pred_text: str, boxes_text: str | None = None) -> str:
+    """The reason for the verdict on a predicted answer against a gold answer.
+
+    ``boxes_text``, all the boxes of the completion read as one list, is judged
+    when the final answer is not correct and the gold answer has several parts;
+    it can only turn the verdict to ``correct``: otherwise the final answer's
+    reason stands.
+    """
     gold = _parse_gold(gold_text)
     if gold is None:
         return "unparsable_gold"
+    reason = _judge_parsed(gold, pred_text)
+    # A single-valued gold is judged on the last box only: boxes together are a
+    # list of guesses there (math-verify rejects them today; this does not rely on it).
+    if reason != "correct" and boxes_text is not None and not _is_single_value(gold[0]):
+        if _judge_parsed(gold, boxes_text) == "correct":
+            return "correct"
+    return reason
+
+
+def _judge_parsed(gold: list, pred_text: str) -> str:
+    """:func:`_judge` of one predicted answer, against a gold answer already parsed."""
     pred = _parse(pred_text)
     if pred is None:
         return "unparsable_answer"
@@ -246,14 +319,22 @@ def _gold_problem(gold_text: str) -> str | None:
     return "unparsable_gold" if _parse_gold(gold_text) is None else None
 
 
+def _value_of(expr):
+    """The value an assignment gives: ``x = 5`` answers 5, as math-verify reads it."""
+    if isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol):
+        return expr.rhs
+    return expr
+
+
 def _canonical(text: str) -> str | None:
     """A string that equal answers tend to share (see :func:`canonical_answer`)."""
     parsed = _parse(text)
     if parsed is None or _has_huge_power(parsed[0]):
         return None
-    expr = parsed[0]
-    if isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol):
-        expr = expr.rhs  # ``x = 5`` answers 5, as math-verify reads it
+    expr = _value_of(parsed[0])
+    if isinstance(expr, sympy.FiniteSet):
+        # Boxes taken together (``x = -2, x = 1``) group with ``\\{1, -2\\}``.
+        expr = sympy.FiniteSet(*map(_value_of, expr.args))
     # Exact decimals, so 0.5 and 1/2 print alike.
     expr = expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
     if isinstance(expr, sympy.Expr):
@@ -281,12 +362,25 @@ def _gold_text(answer: str | int | float) -> str | None:
     return None
 
 
+def _boxes_together(completion: str) -> str | None:
+    """All the boxes of a completion as one list (``1, 2, 3``), or None when it has
+    fewer than two, or the list fails :func:`_precheck` (then the final answer alone
+    is judged)."""
+    boxes = boxed_answers(completion)
+    if len(boxes) < 2:
+        return None
+    together = ", ".join(boxes)
+    return together if _precheck(together) is None else None
+
+
 def math_reward(completion: str, answer: str | int | float, *, timeout: float = DEFAULT_TIMEOUT) -> Score:
     """1.0 if the completion's final answer equals ``answer`` mathematically, else 0.0.
 
     ``answer`` is the gold answer as LaTeX or plain text (``"1,234"``,
     ``"\\frac{1}{2}"``, ``"(-\\infty, 3]"``, ``"C"``) or a number; anything else
-    (``None``) is ``unparsable_gold``. Returns a :class:`Score` whose reason is one of
+    (``None``) is ``unparsable_gold``. The final answer is :func:`extract_answer`'s;
+    when ``answer`` has several parts, all the boxes of the completion taken
+    together may form it instead (see the module's docstring). Returns a :class:`Score` whose reason is one of
     :data:`REASONS`. Never raises, and returns within about ``timeout``
     seconds, on any thread.
     """
@@ -300,9 +394,10 @@ def math_reward(completion: str, answer: str | int | float, *, timeout: float = 
     if problem is not None:
         return Score(0.0, problem)
     if _INT_RE.fullmatch(pred) and _INT_RE.fullmatch(gold):
-        # Integers are the most common answer: compare them without a round trip.
+        # Integers are the most common answer: compare them without a round trip
+        # (an integer gold has one part, so other boxes do not matter).
         return Score(1.0, "correct") if int(pred) == int(gold) else Score(0.0, "wrong_answer")
-    reason = _run_guarded(_judge, gold, pred, timeout=timeout)
+    reason = _run_guarded(_judge, gold, pred, _boxes_together(completion), timeout=timeout)
     return Score(1.0 if reason == "correct" else 0.0, reason)
 
 
@@ -323,7 +418,8 @@ def canonical_answer(text: str, *, timeout: float = DEFAULT_TIMEOUT) -> str | No
 
     Equal answers written differently usually share it (``0.5``, ``\\frac{1}{2}``
     and ``x = \\frac12`` all give ``"1/2"``; ``2\\sqrt{2}`` and ``\\sqrt{8}`` give
-    ``"2*sqrt(2)"``), though only :func:`math_reward` decides equality. None when
+    ``"2*sqrt(2)"``; boxes taken together, ``x = -2, x = 1``, and ``\\{1, -2\\}``
+    give ``"{-2, 1}"``), though only :func:`math_reward` decides equality. None when
     the text is empty, too long or nested, has no parsable math, or its form
     cannot be computed within ``timeout``: such answers join no group.
     """

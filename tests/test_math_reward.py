@@ -13,6 +13,7 @@ import pytest
 
 from thinkgym.rewards.math_answer import (
     MAX_ANSWER_CHARS,
+    boxed_answers,
     canonical_answer,
     check_gold,
     extract_answer,
@@ -226,6 +227,147 @@ def test_canonical_answer_groups_equal_answers():
     assert canonical_answer("3") != canonical_answer("4")
     assert canonical_answer("") is None
     assert canonical_answer("\\frac{") is None
+
+
+# ---------------------------------------------------- several boxes, one answer
+@pytest.mark.parametrize(
+    "completion, gold",
+    [
+        ("The solutions are $\\boxed{(2, 2)}$ and $\\boxed{(6, 2)}$.", "(2, 2), (6, 2)"),
+        ("The solutions are $\\boxed{(6, 2)}$ and $\\boxed{(2, 2)}$.", "(2, 2), (6, 2)"),
+        ("So $\\boxed{1}, \\boxed{2}, \\boxed{3}$.", "\\{1, 2, 3\\}"),
+        ("So $\\boxed{3}, \\boxed{1}, \\boxed{2}$.", "\\{1, 2, 3\\}"),
+        ("Hence $x = \\boxed{-2}$ and $x = \\boxed{1}$.", "1, -2"),
+        ("Hence $\\boxed{x = -2}$ or $\\boxed{x = 1}$.", "1, -2"),
+        ("<think>two roots</think> \\boxed{\\sqrt{2}} and \\boxed{-\\sqrt{2}}", "\\pm\\sqrt{2}"),
+        ("The point is $(\\boxed{1}, \\boxed{2}, \\boxed{3})$.", "(1, 2, 3)"),  # a tuple, in order
+        ("\\fbox{5} and \\fbox{\\pi}", "\\pi, 5"),
+    ],
+)
+def test_several_boxes_together_form_a_multi_part_gold(completion, gold):
+    score = math_reward(completion, gold)
+    assert (score, score.reason) == (1.0, "correct")
+
+
+@pytest.mark.parametrize(
+    "completion, gold",
+    [
+        ("$\\boxed{(2, 2)}$ and $\\boxed{(6, 3)}$", "(2, 2), (6, 2)"),  # one part wrong
+        ("$\\boxed{(2, 2)}$", "(2, 2), (6, 2)"),  # a part missing
+        ("$\\boxed{1}, \\boxed{2}$", "\\{1, 2, 3\\}"),  # a part missing
+        ("$\\boxed{1}, \\boxed{2}, \\boxed{3}, \\boxed{4}$", "\\{1, 2, 3\\}"),  # an extra part
+        ("First $\\boxed{7}$; finally $\\boxed{1}, \\boxed{2}, \\boxed{3}$", "\\{1, 2, 3\\}"),  # every box counts
+        ("$x = \\boxed{2}$ and $x = \\boxed{1}$", "1, -2"),
+        ("$\\boxed{3}, \\boxed{2}, \\boxed{1}$", "(1, 2, 3)"),  # a tuple is ordered
+        ("$\\boxed{2}, \\boxed{1}$", "(1, 2)"),
+        ("$\\boxed{2}, \\boxed{5}$", "[2, 5)"),  # an interval is not its two ends
+        ("$\\boxed{(2, 2), (6, 2)}$ then $\\boxed{(2, 2)}$ again", "(2, 2), (6, 2), (1, 1)"),
+    ],
+)
+def test_several_boxes_that_do_not_form_the_gold_score_zero(completion, gold):
+    score = math_reward(completion, gold)
+    assert (score, score.reason) == (0.0, "wrong_answer")
+
+
+@pytest.mark.parametrize(
+    "completion, gold, reason",
+    [
+        ("\\boxed{5} \\boxed{6}", "5", "wrong_answer"),
+        ("\\boxed{5} \\boxed{6}", "6", "correct"),
+        ("\\boxed{5} or \\boxed{6}", "5", "wrong_answer"),
+        ("$\\boxed{4}, \\boxed{5}, \\boxed{6}$", "5", "wrong_answer"),
+        ("\\boxed{0.5}, \\boxed{1}", "\\frac{1}{2}", "wrong_answer"),
+        ("\\boxed{1}, \\boxed{0.5}", "\\frac{1}{2}", "correct"),
+        ("\\boxed{x = 5} or \\boxed{x = 4}", "x = 5", "wrong_answer"),
+        ("\\boxed{5}, \\boxed{5 \\text{ or } 6}", "5", "hedged_answer"),
+        ("\\boxed{\\mathrm{e}}, \\boxed{\\pi}", "\\mathrm{e}", "wrong_answer"),
+    ],
+)
+def test_single_valued_gold_is_judged_on_the_last_box(completion, gold, reason):
+    score = math_reward(completion, gold)
+    assert (score, score.reason) == (1.0 if reason == "correct" else 0.0, reason)
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("$\\boxed{1}$, $\\boxed{ 2 }$ and \\fbox{$3$}", ["1", "2", "3"]),
+        ("\\boxed{\\{1, 2\\}} \\boxed 5.", ["\\{1, 2\\}", "5"]),
+        ("\\boxed{\\boxed{1}} \\boxed{2}", ["\\boxed{1}", "2"]),  # a box in a box is content
+        ("\\boxed{1} \\boxed{2", []),  # truncated: no final list of boxes
+        ("\\boxed{1} \\boxed", []),
+        ("<answer>5</answer>", []),
+    ],
+)
+def test_boxed_answers(completion, expected):
+    assert boxed_answers(completion) == expected
+
+
+def test_extract_answer_keeps_the_last_box_of_several():
+    completion = "$x = \\boxed{-2}$ and $x = \\boxed{1}$"
+    assert extract_answer(completion) == "1"
+    assert math_reward(completion, "1") == 1.0
+
+
+def test_canonical_answer_groups_boxes_taken_together_with_one_box():
+    together = ", ".join(boxed_answers("$x = \\boxed{-2}$ and $x = \\boxed{1}$"))
+    assert canonical_answer(together) == canonical_answer("1, -2") == canonical_answer("\\{x = 1, x = -2\\}")
+    pairs = ", ".join(boxed_answers("\\boxed{(6, 2)} and \\boxed{(2, 2)}"))
+    assert canonical_answer(pairs) == canonical_answer("(2, 2), (6, 2)")
+    assert canonical_answer("1, 2") != canonical_answer("1, 2, 3")
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        pytest.param("\\boxed{1}, " * 200_000, id="200k-boxes"),
+        pytest.param("\\boxed{1}, \\boxed{10^{10^{10}}}", id="power-tower-in-a-box"),
+        pytest.param("\\boxed{" + "(" * 11 + "1" + ")" * 11 + "}, \\boxed{2}", id="too-nested-part"),
+        pytest.param("\\boxed{1} " + "\\boxed{" * 200_000, id="box-then-1MB-unclosed"),
+        pytest.param("\\boxed{1}, \\boxed{1000000!}", id="slow-part"),
+    ],
+)
+def test_pathological_boxes_against_a_multi_part_gold_return_zero_fast(completion):
+    start = time.monotonic()
+    score = math_reward(completion, "1, 2", timeout=2.0)
+    assert isinstance(score, Score) and score == 0.0, score.reason
+    assert time.monotonic() - start < LIMIT
+
+
+# ------------------------------------------------ \mathrm{e}, Euler's number
+@pytest.mark.parametrize(
+    "pred, gold, correct",
+    [
+        ("\\mathrm{e}^2", "e^{2}", True),
+        ("e^{2}", "\\mathrm{e}^2", True),
+        ("e^2", "\\mathrm{e}^{2}", True),
+        ("\\frac{1}{e}", "\\frac{1}{\\mathrm{e}}", True),
+        ("2e", "2\\mathrm{e}", True),
+        ("2 \\cdot \\mathrm{e}", "2e", True),
+        ("\\mathrm e^{x}", "e^x", True),
+        ("2.718282", "\\mathrm{e}", True),
+        ("\\left(\\mathrm{e}, \\pi\\right)", "(e, \\pi)", True),
+        ("2", "2\\mathrm{e}", False),  # math-verify alone drops the e as a unit
+        ("e^{3}", "\\mathrm{e}^2", False),
+        ("\\mathrm{e}^{2}", "e^{3}", False),
+        ("\\pi", "\\mathrm{e}", False),
+        ("x^2", "\\mathrm{e}^2", False),  # not read as an unknown symbol
+    ],
+)
+def test_upright_e_is_eulers_number(pred, gold, correct):
+    score = math_reward(boxed(pred), gold)
+    assert (score, score.reason) == ((1.0, "correct") if correct else (0.0, "wrong_answer"))
+
+
+@pytest.mark.parametrize("gold", ["\\mathrm{e}", "\\frac{1}{\\mathrm{e}}", "\\sqrt{\\mathrm{e}}", "\\mathrm{e}^{2}-1"])
+def test_check_gold_accepts_upright_e(gold):
+    assert check_gold(gold) is None
+
+
+def test_canonical_answer_of_upright_e():
+    assert canonical_answer("\\mathrm{e}^2") == canonical_answer("e^{2}") == canonical_answer("\\exp(2)")
+    assert canonical_answer("\\frac{1}{\\mathrm{e}}") == canonical_answer("e^{-1}")
+    assert canonical_answer("\\mathrm{e}") != canonical_answer("\\pi")
 
 
 # --------------------------------------------------------------- robustness

@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# Installs thinkgym (editable) with its test extras. Sourced by train.sh and test.sh.
-# torch: an already installed build (e.g. a CUDA one on a GPU box) is kept; otherwise
-# torch==2.13.0 is installed (on a CPU-only machine with the local CPU wheel, that one).
+# Installs thinkgym (editable) with its test extras into $PYTHON (python3 on PATH
+# by default). Sourced by train.sh and test.sh.
+#
+# THINKGYM_DEPS picks the set of dependencies:
+#   pinned (default)  constraints/pinned.txt: the exact set the suite last passed on
+#   latest            the newest releases that pyproject.toml admits
+#   lowest            constraints/lowest.txt: pyproject's lower bounds
+# torch under `pinned`: an installed build that pyproject admits (say a CUDA one on
+# a GPU box) is kept; without one, torch==2.13.0 is installed (on a CPU-only
+# machine with the local CPU wheel, that one).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c "import torch" 2>/dev/null; then
-  "$PYTHON" -m pip install -q "torch==2.13.0"
-fi
-"$PYTHON" -m pip install -q -e ".[dev]"
+THINKGYM_DEPS=${THINKGYM_DEPS:-pinned}
+pip_install() { "$PYTHON" -m pip install -q --disable-pip-version-check "$@"; }
+case "$THINKGYM_DEPS" in
+  pinned)
+    if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+      pip_install "torch==2.13.0"
+    fi
+    pip_install -e ".[dev]" -c constraints/pinned.txt ;;
+  latest)
+    pip_install --upgrade --upgrade-strategy eager -e ".[dev]" ;;
+  lowest)
+    pip_install -e ".[dev]" -c constraints/lowest.txt ;;
+  *)
+    echo "THINKGYM_DEPS must be pinned, latest or lowest, not '$THINKGYM_DEPS'" >&2
+    exit 2 ;;
+esac

@@ -2,6 +2,7 @@
 stop strings, env mixtures, chat prompts, bf16 and gradient checkpointing."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -80,4 +81,26 @@ def test_variants_train_a_step(micro_model, tmp_path, overrides):
     train(config, progress=False, log=lambda s: None)
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert row["step"] == 1 and row["grad_norm"] == row["grad_norm"]
-    assert list((out / "tensorboard").iterdir())  # TensorBoard is installed here
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["with-tensorboard", "without-tensorboard"])
+def test_tensorboard_logs_when_installed_and_is_optional(tmp_path, monkeypatch, installed):
+    from thinkgym.trainer.config import OutputConfig
+    from thinkgym.trainer.logging import RunLogger
+
+    if installed:
+        pytest.importorskip("tensorboard")  # a dev dependency: installed by scripts/test.sh
+    else:
+        monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if absent
+    logger = RunLogger(tmp_path, OutputConfig(), total=2, start=0, progress=False)
+    for step in (1, 2):
+        logger.log(step, {"step": step, "reward/mean": 0.5 * step, "length/mean": 10.0, "time/step": 1.0}, [])
+    logger.close()
+    assert [json.loads(line)["reward/mean"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0.5, 1.0]
+    if installed:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+        assert [e.value for e in events.Scalars("reward/mean")] == [0.5, 1.0]
+    else:
+        assert not (tmp_path / "tensorboard").exists()

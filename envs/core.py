@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import gymnasium
 
 from thinkgym.rewards.parallel import score_batch, select_columns
-from thinkgym.rewards.score import reason_of
+from thinkgym.rewards.score import is_infra_error, reason_of
 
 Task = Mapping[str, Any]
 Messages = list[dict[str, str]]
@@ -102,11 +102,24 @@ class Reward:
 
 @dataclass
 class Scored:
-    """The verdict on one completion."""
+    """The verdict on one completion. ``infra_error``: some component could not be
+    established because the checker's machinery failed (e.g. the code sandbox); the
+    reward is then no verdict on the completion, and a trainer should drop it."""
 
     reward: float
     rewards: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    infra_error: bool = False
+
+
+class ScoredBatch(list):
+    """What ``score_many`` returns: a list of :class:`Scored`, which also counts its
+    infrastructure failures."""
+
+    @property
+    def infra_errors(self) -> int:
+        """How many completions got no verdict (``Scored.infra_error``)."""
+        return sum(s.infra_error for s in self)
 
 
 class TextEnv(gymnasium.Env):
@@ -193,7 +206,8 @@ class TextEnv(gymnasium.Env):
     def step(self, action: str):
         """Score ``action`` (the completion). Returns ``(obs, reward, terminated,
         truncated, info)``; ``info`` has each reward component under ``"rewards"``,
-        their reasons, the gold ``"answer"`` when the task has one, and ``"reason"``."""
+        their reasons, the gold ``"answer"`` when the task has one, ``"reason"``, and
+        ``"infra_error"`` (True: the reward is no verdict, see :class:`Scored`)."""
         if self.task is None:
             raise EnvError("call reset() before step()")
         if not isinstance(action, str):
@@ -208,7 +222,8 @@ class TextEnv(gymnasium.Env):
             note = self.feedback.format_map({**self.task, "reason": scored.reasons[self.rewards[0].name]})
             self._messages = self._messages + [{"role": "user", "content": note}]
         info = {"task_id": self.task["id"], "rewards": scored.rewards, "reasons": scored.reasons,
-                "reason": scored.reasons[self.rewards[0].name], "turn": self._turn}
+                "reason": scored.reasons[self.rewards[0].name], "turn": self._turn,
+                "infra_error": scored.infra_error}
         if "answer" in self.task:
             info["answer"] = self.task["answer"]
         return self._observation(), scored.reward, terminated, truncated, info
@@ -223,20 +238,22 @@ class TextEnv(gymnasium.Env):
         """Score one completion of ``task`` (pure: no episode state is touched)."""
         return self.score_many([completion], [task], workers=1)[0]
 
-    def score_many(self, completions: Sequence[str], tasks: Sequence[Task], workers: int | None = None) -> list[Scored]:
+    def score_many(self, completions: Sequence[str], tasks: Sequence[Task], workers: int | None = None) -> ScoredBatch:
         """Score completions of the matching tasks, each reward over the whole batch
-        in parallel worker processes."""
+        in parallel worker processes. The result's ``infra_errors`` counts those that
+        got no verdict (``Scored.infra_error``)."""
         if len(completions) != len(tasks):
             raise EnvError(f"{len(completions)} completions for {len(tasks)} tasks")
         texts = [self.completion_prefix + c for c in completions]
         columns = {key: [t.get(key) for t in tasks] for key in tasks[0]} if tasks else {}
-        results = [Scored(0.0) for _ in texts]
+        results = ScoredBatch(Scored(0.0) for _ in texts)
         for reward in self.rewards:
             values = score_batch(reward.fn, texts, columns, workers=workers)
             for result, value in zip(results, values):
                 result.rewards[reward.name] = float(value)
                 result.reasons[reward.name] = reason_of(value)
                 result.reward += reward.weight * float(value)
+                result.infra_error = result.infra_error or is_infra_error(value)
         return results
 
     def messages(self, task: Task) -> Messages:

@@ -35,8 +35,8 @@ def extract_code(completion: str) -> str | None:
 
 def _score(result, mode: str) -> Score:
     if mode == "fraction":
-        return Score(result.passed / result.total if result.total else 0.0, result.reason)
-    return Score(1.0 if result.ok else 0.0, result.reason)
+        return Score(result.passed / result.total if result.total else 0.0, result.reason, result.infra_error)
+    return Score(1.0 if result.ok else 0.0, result.reason, result.infra_error)
 
 
 def code_rewards(completions: Sequence[str], tests: Sequence[str], entry_point: Sequence[str | None] | None = None,
@@ -63,7 +63,9 @@ def code_rewards(completions: Sequence[str], tests: Sequence[str], entry_point: 
 def code_reward(completion: str, tests: str, entry_point: str | None = None, mode: str = "all",
                 pool: SandboxPool | None = None) -> Score:
     """1.0 iff the completion's code passes every test (``mode="all"``), or the fraction of
-    test cases it passes (``mode="fraction"``); the Score's reason says why.
+    test cases it passes (``mode="fraction"``); the Score's reason says why. When the
+    sandbox itself fails (after retries), the Score is 0.0 with ``infra_error`` set and
+    a reason ``"sandbox_error: ..."``: no verdict on the completion.
 
     ``tests`` is Python with asserts; HumanEval-style tests (``def check(candidate)``)
     need ``entry_point``, the name of the function they check. Never raises on any

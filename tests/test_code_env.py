@@ -1,11 +1,14 @@
 """thinkgym/Code-v0 on HumanEval and MBPP-style JSONL, single and multi-turn."""
 
 import json
+import os
 
 import pytest
 
 import thinkgym
 from thinkgym.envs import EnvError
+from thinkgym.rewards.sandbox import Limits, SandboxPool, isolation_info
+from thinkgym.rewards.sandbox import pool as pool_module
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +63,23 @@ def test_bad_code_sources(tmp_path):
         thinkgym.make("thinkgym/Code-v0", source=str(path))
     with pytest.raises(EnvError, match="mode must be"):
         thinkgym.make("thinkgym/Code-v0", mode="most")
+
+
+def test_sandbox_failures_are_reported_apart(monkeypatch):
+    """A completion the sandbox could not run is flagged in step's info and counted by
+    score_many, so that a trainer drops it rather than learn from its 0."""
+    if isolation_info()["level"] == "rlimits":
+        pytest.skip("no per-run mounts to fail at the rlimits level")
+    env = thinkgym.make("thinkgym/Code-v0")
+    task = env.unwrapped.task_by_id("HumanEval/0")
+    healthy = env.unwrapped.score_many([fenced("def f():\n    pass\n"), ""], [task, task])
+    assert healthy.infra_errors == 0 and not any(s.infra_error for s in healthy)
+    monkeypatch.setattr(pool_module, "RETRY_PAUSES", ())
+    with SandboxPool(workers=1, limits=Limits(tmpfs_bytes=-1)) as broken:  # the kernel refuses that tmpfs
+        monkeypatch.setattr(pool_module, "_default", broken)
+        monkeypatch.setattr(pool_module, "_default_pid", os.getpid())
+        env.reset(options={"task_id": "HumanEval/0"})
+        *_, info = env.step(fenced("def has_close_elements(numbers, threshold):\n    return False\n"))
+        scored = env.unwrapped.score_many([fenced("def f():\n    pass\n"), ""], [task, task])
+    assert info["infra_error"] and info["reason"].startswith("sandbox_error: ")
+    assert scored.infra_errors == 1 and [s.infra_error for s in scored] == [True, False]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 
 import pytest
 
+from thinkgym.rewards import is_infra_error
 from thinkgym.rewards.code import code_reward, code_rewards, extract_code
+from thinkgym.rewards.sandbox import Limits, SandboxPool, isolation_info
+from thinkgym.rewards.sandbox import pool as pool_module
 from thinkgym.rewards.score import Score
 
 ADD = "def add(a, b):\n    return a + b\n"
@@ -81,6 +85,21 @@ def test_batch_keeps_order():
     scores = code_rewards(completions, ["assert add(1, 2) == 3"] * 4)
     assert [float(s) for s in scores] == [1.0, 0.0, 0.0, 1.0]
     assert [s.reason for s in scores][1] == "no_code_found"
+
+
+def test_a_sandbox_failure_is_an_infra_error_not_a_verdict(monkeypatch):
+    if isolation_info()["level"] == "rlimits":
+        pytest.skip("no per-run mounts to fail at the rlimits level")
+    monkeypatch.setattr(pool_module, "RETRY_PAUSES", (0.0,))
+    with SandboxPool(workers=2, limits=Limits(tmpfs_bytes=-1)) as broken:  # the kernel refuses that tmpfs
+        scores = code_rewards([ADD, "", ADD], ["assert add(1, 2) == 3"] * 3, mode=["all", "all", "fraction"],
+                              pool=broken)
+    assert [float(s) for s in scores] == [0.0, 0.0, 0.0]
+    assert [is_infra_error(s) for s in scores] == [True, False, True]
+    assert scores[0].reason.startswith("sandbox_error: ") and scores[1].reason == "no_code_found"
+    copy = pickle.loads(pickle.dumps(scores[0]))
+    assert copy.infra_error and copy.reason == scores[0].reason and "infra_error=True" in repr(copy)
+    assert not is_infra_error(0.0) and not code_reward(ADD, "assert add(1, 2) == 3").infra_error
 
 
 def _humaneval():

@@ -6,15 +6,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from thinkgym.rewards.sandbox import Job, Limits, SandboxPool, SandboxUnavailable, isolation_info
+import thinkgym
+from thinkgym.rewards.sandbox import (Job, Limits, SandboxPool, SandboxUnavailable, isolation_info,
+                                      isolation_warning)
+from thinkgym.rewards.sandbox import pool as pool_module
 from thinkgym.rewards.sandbox.isolation import UID_BASE
 
 ROOT = os.geteuid() == 0
@@ -23,6 +31,7 @@ os.environ[SECRET] = secrets.token_hex(16)  # set before any zygote starts
 LIMITS = Limits(timeout_s=2.0, cpu_s=2.0, memory_bytes=256 << 20, max_processes=32)
 TESTS = "assert f(2) == 4\n"   # most programs below are judged against this
 GOOD = "def f(x):\n    return x * 2\n"
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
 
 
 def _sandbox_processes() -> list[int]:
@@ -63,6 +72,28 @@ def test_isolation_info_reports_the_strongest_level():
     assert info["pid_namespace"] == (info["level"] != "rlimits")
 
 
+def test_isolation_warning_names_a_weaker_level_why_and_what_it_loses():
+    if ROOT:
+        assert isolation_warning() is None and "warning" not in isolation_info()  # the strongest level
+    weaker = "user-namespaces" if ROOT else "rlimits"
+    try:
+        warning = isolation_warning(weaker)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    assert warning.startswith(f"sandbox isolation is {weaker!r}, weaker than ") and "nproc_limit" in warning
+    if ROOT:
+        assert "(asked for by argument or $THINKGYM_SANDBOX_ISOLATION)" in warning and "unique_uid" in warning
+    assert isolation_info(weaker)["warning"] == warning
+
+
+@pytest.mark.skipif(not ROOT, reason="as root, auto falls back from namespaces")
+def test_isolation_warning_gives_the_reason_a_stronger_level_failed(monkeypatch):
+    monkeypatch.setitem(pool_module._probed, "namespaces", "namespaces: OSError: mount went wrong")
+    warning = isolation_warning()
+    assert "weaker than 'namespaces' on this machine (namespaces: OSError: mount went wrong); runs lose: " in warning
+    assert "unique_uid" in warning, warning
+
+
 def test_unknown_or_unavailable_level_is_an_error():
     with pytest.raises(ValueError):
         SandboxPool(isolation="chroot")
@@ -74,14 +105,7 @@ def test_unknown_or_unavailable_level_is_an_error():
 # ---- resource exhaustion -------------------------------------------------------------
 
 def test_fork_bomb(pool):
-    r = run(pool, """
-        import os
-        while True:
-            try:
-                os.fork()
-            except OSError:
-                pass
-        """)
+    r = run(pool, FORK_BOMB)
     assert r.passed == 0 and r.reason in ("timeout", "exited_early"), r
 
 
@@ -407,6 +431,118 @@ def test_syntax_error_reason(pool):
     assert r.reason == "syntax_error: expected ':' line 1", r
 
 
+# ---- failures of the sandbox itself -------------------------------------------------------
+
+def _zygote_pids() -> set:
+    """Pids of this process's zygotes."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"zygote.main()" in cmdline:
+            found.add(int(entry))
+    return found
+
+
+def test_a_zygote_killed_mid_run_is_retried_not_scored():
+    before = _zygote_pids()
+    with SandboxPool(workers=1, limits=LIMITS) as pool:
+        assert pool.run(Job(GOOD, TESTS)).ok
+        (zygote,) = _zygote_pids() - before
+        killer = threading.Timer(0.3, os.killpg, (zygote, signal.SIGKILL))
+        killer.start()
+        r = pool.run(Job("import time\ntime.sleep(1)\n" + GOOD, TESTS))
+        killer.join()
+        assert len(_zygote_pids() - before - {zygote}) == 1  # the retry's
+    assert r.ok and not r.infra_error, r
+
+
+def test_a_persistent_sandbox_failure_is_retried_then_reported(monkeypatch):
+    if isolation_info()["level"] == "rlimits":
+        pytest.skip("no per-run mounts to fail at the rlimits level")
+    attempts = []
+    monkeypatch.setattr(pool_module, "RETRY_PAUSES", (0.0, 0.0))
+    real_attempt = pool_module.SandboxPool._attempt
+    monkeypatch.setattr(pool_module.SandboxPool, "_attempt",
+                        lambda self, *a: attempts.append(1) or real_attempt(self, *a))
+    with SandboxPool(workers=1, limits=Limits(tmpfs_bytes=-1)) as pool:  # the kernel refuses that tmpfs
+        r = pool.run(Job(GOOD, TESTS))
+    assert len(attempts) == 3 and r.passed == 0 and r.infra_error, r
+    assert r.reason.startswith("sandbox_error: OSError") and "mount /tmp" in r.reason, r
+
+
+def test_program_failures_are_never_infra_errors(pool):
+    hostile = [FORK_BOMB, "class sandbox_error(Exception): pass\nraise sandbox_error\n", "while True:\n    pass\n"]
+    if pool.level != "rlimits" or ROOT:  # else the run shares our uid, and may kill its zygote
+        hostile.append("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+    results = pool.run_many([Job(code, TESTS) for code in hostile])
+    assert not any(r.infra_error for r in results), results
+
+
+# ---- a checkout where other users cannot read ------------------------------------------------
+
+_FROM_0700 = """
+import json, sys
+import thinkgym.rewards.sandbox as sbx
+from thinkgym.cli import main
+assert sbx.__file__.startswith(sys.argv[1]), sbx.__file__
+main(["sandbox", "info"])
+limits = sbx.Limits(timeout_s=2, cpu_s=2, memory_bytes=256 << 20, max_processes=32)
+with sbx.SandboxPool(workers=2, limits=limits) as pool:
+    results = pool.run_many([sbx.Job(code, tests) for code, tests in json.loads(sys.argv[2])])
+print(json.dumps([[r.passed, r.reason, r.infra_error] for r in results]))
+"""
+
+
+def _copy_installed(dest: Path) -> None:
+    """This checkout's code, laid out as installed (``package-dir`` of pyproject.toml)."""
+    project = Path(thinkgym.__file__).resolve().parent.parent
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(project / "thinkgym", dest / "thinkgym", ignore=skip)
+    for folder in ("envs", "rewards", "trainer", "data"):
+        shutil.copytree(project / folder, dest / "thinkgym" / folder, ignore=skip)
+
+
+def test_a_checkout_and_venv_in_a_0700_folder_get_the_strongest_level(tmp_path):
+    """Code and interpreter where no other uid may enter, under /tmp (which every run
+    covers with its own): as strong a level as here, programs judged right, import
+    from the venv, and (with a uid of their own) cannot read the checkout."""
+    closed = Path(tempfile.mkdtemp(prefix="thinkgym-0700-"))  # mode 0700
+    try:
+        site = closed / "checkout"
+        _copy_installed(site)
+        venv = closed / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        packages = next(venv.glob("lib/python*/site-packages"))
+        (packages / "deps.pth").write_text("\n".join(p for p in sys.path if p.endswith("-packages")) + "\n")
+        (packages / "venv_only.py").write_text("TWO = 2\n")
+        assert closed.stat().st_mode & 0o777 == 0o700
+        secret = site / "thinkgym" / "__init__.py"
+        jobs = [(FORK_BOMB, TESTS),
+                ("import venv_only, colorsys\ndef f(x):\n    return venv_only.TWO * x\n", TESTS),
+                (f"def f(x):\n    try:\n        open({str(secret)!r}).read()\n    except OSError:\n"
+                 f"        return 2 * x\n", TESTS),
+                ("import os\ndef f(x):\n    return 5\n", TESTS)]
+        proc = subprocess.run([str(venv / "bin" / "python"), "-c", _FROM_0700, str(site), json.dumps(jobs)],
+                              env={"PATH": os.environ["PATH"], "PYTHONPATH": str(site)}, cwd="/",
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(closed)
+    assert proc.returncode == 0, proc.stderr
+    *info, results = proc.stdout.splitlines()
+    level = isolation_info()["level"]
+    assert info[0].split() == ["level", level] and not any(line.startswith("warning") for line in info), info
+    bomb, venv_import, reader, wrong = json.loads(results)
+    assert bomb[1] in ("timeout", "exited_early") and not bomb[2], bomb
+    assert venv_import[1] == "passed" and wrong[1] == "test_failed: AssertionError at line 1"
+    assert reader[1] == "passed" or level != "namespaces", reader
+
+
 # ---- other isolation levels -------------------------------------------------------------
 
 LEVEL_CHECKS = [
@@ -454,12 +590,18 @@ def test_levels_with_the_system_python(user, level):
     which every uid can read: ours sits in /root, which the rlimits level cannot hide)."""
     checks = list(LEVEL_CHECKS)
     if level != "rlimits" or user == 0:  # RLIMIT_NPROC holds there
-        checks.append(("fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-                       lambda r: r.reason in ("timeout", "exited_early")))
-    sandbox_dir = os.path.dirname(sys.modules[SandboxPool.__module__].__file__)
-    proc = subprocess.run(["/usr/bin/python3", "-c", _NON_ROOT_SCRIPT, sandbox_dir, level,
-                           json.dumps([[code, TESTS] for _, code, _ in checks])],
-                          user=user, group=user, capture_output=True, text=True, timeout=60, cwd="/")
+        checks.append(("fork bomb", FORK_BOMB, lambda r: r.reason in ("timeout", "exited_early")))
+    # A copy that user nobody can read, wherever this checkout lives.
+    sandbox_dir = tempfile.mkdtemp(prefix="thinkgym-sandbox-")
+    try:
+        os.chmod(sandbox_dir, 0o755)
+        for source in Path(sys.modules[SandboxPool.__module__].__file__).parent.glob("*.py"):
+            shutil.copy(source, sandbox_dir)
+        proc = subprocess.run(["/usr/bin/python3", "-c", _NON_ROOT_SCRIPT, sandbox_dir, level,
+                               json.dumps([[code, TESTS] for _, code, _ in checks])],
+                              user=user, group=user, capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(sandbox_dir)
     if "is unavailable" in proc.stderr:
         pytest.skip(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stderr

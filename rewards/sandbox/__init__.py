@@ -7,11 +7,16 @@
 
 See ``isolation.py`` for the isolation levels, ``zygote.py`` for how a run is
 executed, ``harness.py`` and ``verdict.py`` for how its verdict is made unforgeable.
+
+A run the sandbox itself fails (not the program) is retried, and if it still fails
+its :class:`RunResult` has ``infra_error`` set and a reason ``sandbox_error: ...``:
+it says nothing about the program. :func:`isolation_warning` says when runs get a
+weaker level than this machine should give them.
 """
 
 from .isolation import ENV_VAR, LEVELS
 from .pool import (Job, Limits, RunResult, SandboxPool, SandboxUnavailable, default_pool,
-                   isolation_info, resolve_level, run, run_many)
+                   isolation_info, isolation_warning, resolve_level, run, run_many)
 
 __all__ = ["ENV_VAR", "LEVELS", "Job", "Limits", "RunResult", "SandboxPool", "SandboxUnavailable",
-           "default_pool", "isolation_info", "resolve_level", "run", "run_many"]
+           "default_pool", "isolation_info", "isolation_warning", "resolve_level", "run", "run_many"]

@@ -6,7 +6,10 @@ Three levels, strongest first:
                      mount namespace with the host filesystem remounted read-only;
                      each run gets a fresh pid and mount namespace (its own /proc,
                      private tmpfs /tmp, /dev/shm, /var/tmp) and runs as a unique
-                     unprivileged uid, so RLIMIT_NPROC is enforced per run.
+                     unprivileged uid, so RLIMIT_NPROC is enforced per run. The
+                     interpreter's directories stay readable to that uid wherever
+                     they live (see ``_expose_python``); the sandbox's own files
+                     are not needed (a run is a fork of a zygote that imported them).
 ``user-namespaces``  (unprivileged, if the kernel allows user namespaces) the same
                      namespaces, created inside a user namespace; each run drops into a
                      nested user namespace where it holds no capability over the
@@ -49,12 +52,17 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
-_SYS_MOUNT_SETATTR = 442  # same number on every architecture (added in Linux 5.12)
+# The new mount API has the same syscall numbers on every architecture.
+_SYS_OPEN_TREE = 428      # Linux 5.2
+_SYS_MOVE_MOUNT = 429     # Linux 5.2
+_SYS_MOUNT_SETATTR = 442  # Linux 5.12
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
 _SIGCHLD = 17
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
+_OPEN_TREE_CLONE = 1
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 # Inside a run's nested user namespace (user-namespaces level) the program runs as this uid.
 NESTED_UID = 1000
@@ -147,12 +155,64 @@ def enter_user_namespace(inside_id: int) -> None:
     _write("/proc/self/gid_map", f"{inside_id} {outside_gid} 1")
 
 
-def enter_slot_namespaces(level: str) -> None:
+def clone_tree(path: str) -> int:
+    """An fd holding a detached copy of the mounts at and below ``path`` (open_tree(2)).
+
+    The copy stays reachable through the fd after ``path`` itself is covered.
+    """
+    fd = _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, path.encode(),
+                       _OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_RECURSIVE)
+    if fd < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"open_tree {path}: {os.strerror(errno)}")
+    return fd
+
+
+def attach_tree(fd: int, target: str) -> None:
+    """Mount the detached tree ``fd`` (from :func:`clone_tree`) on ``target`` (move_mount(2))."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", _AT_FDCWD, target.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
+           f"move_mount {target}")
+
+
+def cover_keeping(cover: str, keep: list, mount_cover) -> None:
+    """Cover the directory ``cover`` (``mount_cover()`` mounts over it), yet keep the
+    paths ``keep`` below it visible at the same place.
+
+    Each kept path is cloned before the cover hides it and attached again on top,
+    so nothing needs a staging directory, wherever the paths live.
+    """
+    trees = [(path, clone_tree(path)) for path in keep]
+    try:
+        mount_cover()
+        for path, fd in trees:
+            os.makedirs(path, exist_ok=True)
+            attach_tree(fd, path)
+    finally:
+        for _, fd in trees:
+            os.close(fd)
+
+
+def python_dirs() -> list:
+    """The interpreter's directories (prefixes and ``sys.path``), real paths, none inside another.
+
+    A run imports from these, and from nothing else on the host.
+    """
+    wanted = {os.path.realpath(p) for p in [sys.base_prefix, sys.prefix, *sys.path] if os.path.isdir(p)}
+    return sorted(p for p in wanted if not any(p.startswith(q + os.sep) for q in wanted))
+
+
+def below(paths: list, directory: str) -> list:
+    """The ``paths`` strictly inside ``directory``."""
+    return [p for p in paths if p.startswith(directory.rstrip(os.sep) + os.sep)]
+
+
+def enter_slot_namespaces(level: str, python: list) -> None:
     """Called once by each zygote: the namespaces every run of that slot shares.
 
     No network (a fresh network namespace has only a loopback device, down), no
     System V IPC or hostname shared with the host, a private mount table whose
     mounts are all read-only, so later per-run mounts never reach the host.
+    ``python``: the :func:`python_dirs` that runs must be able to read.
     """
     if level == "rlimits":
         return
@@ -168,7 +228,7 @@ def enter_slot_namespaces(level: str) -> None:
         raise ValueError(f"unknown isolation level {level!r}; expected one of {LEVELS}")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     if level == "namespaces":
-        _expose_python()
+        _expose_python(python)
     make_root_readonly()
 
 
@@ -182,34 +242,22 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def _expose_python() -> None:
+def _expose_python(python: list) -> None:
     """Let the unprivileged run uid import the stdlib and site-packages, and nothing else.
 
-    Python often lives under a directory only root may enter (pyenv in /root). In
-    the zygote's mount namespace, such a directory is covered with an empty tmpfs,
-    and the Python directories below it are bind-mounted back in place, so the run
-    sees the interpreter's files but none of root's others.
+    Python or a venv often live under a directory only root may enter (pyenv in
+    /root, a 0700 temporary directory). In the zygote's mount namespace
+    such a directory is covered with an empty tmpfs, and the Python directories
+    below it are mounted back in place, so the run sees the interpreter's files but
+    none of the owner's others.
     """
-    wanted = {os.path.realpath(p) for p in [sys.base_prefix, sys.prefix, *sys.path] if os.path.isdir(p)}
-    roots = sorted(p for p in wanted if not any(p.startswith(q + os.sep) for q in wanted))
-    hidden = {}
-    for path in roots:
+    hidden: dict = {}
+    for path in python:
         closed = _closed_ancestor(path)
         if closed is not None:
             hidden.setdefault(closed, []).append(path)
-    if not hidden:
-        return
-    mount("tmpfs", "/tmp", "tmpfs", 0, "mode=700")  # staging area, covered again per run
-    staged = []
-    for i, path in enumerate(p for paths in hidden.values() for p in paths):
-        os.mkdir(f"/tmp/{i}")
-        mount(path, f"/tmp/{i}", None, MS_BIND | MS_REC)
-        staged.append((f"/tmp/{i}", path))
-    for closed in hidden:
-        mount("tmpfs", closed, "tmpfs", 0, "mode=755")
-    for stage, path in staged:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        mount(stage, path, None, MS_MOVE)
+    for closed, paths in hidden.items():
+        cover_keeping(closed, paths, lambda closed=closed: mount("tmpfs", closed, "tmpfs", 0, "mode=755"))
 
 
 def describe(level: str) -> dict:

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from . import isolation, wire
+from . import isolation, verdict, wire
 from .cases import prepare_tests
 
 _SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,10 @@ _BOOT = f"import sys; sys.path.insert(0, {_SANDBOX_DIR!r}); import zygote; zygot
 _ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _START_TIMEOUT = 60.0   # a zygote imports its modules once; generous for loaded machines
 _GRACE = 10.0           # beyond a run's own deadline before its slot is declared broken
+# Pauses before each retry of a run the sandbox itself failed (the count is the number
+# of retries). Such failures are mostly transient: a fork that met a full process
+# table, a zygote too slow to start on a loaded machine.
+RETRY_PAUSES = (0.2, 1.0)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -64,6 +69,11 @@ class RunResult:
     def ok(self) -> bool:
         return self.reason == "passed"
 
+    @property
+    def infra_error(self) -> bool:
+        """The sandbox failed, not the program: this result says nothing about the program."""
+        return self.reason.startswith(verdict.INFRA_ERROR + ":")
+
 
 class _Zygote:
     """One slot's zygote process and the socket to it."""
@@ -89,6 +99,8 @@ class _Zygote:
         answer = wire.recv(self.sock, timeout)
         if answer is None:
             raise EOFError("zygote exited")
+        if "error" in answer:
+            raise EOFError(f"zygote quit: {answer['error']}")
         return answer
 
     def close(self) -> None:
@@ -146,12 +158,35 @@ def resolve_level(requested: str | None = None) -> str:
 
 
 def isolation_info(requested: str | None = None) -> dict:
-    """The active isolation level, what it protects against, and why stronger ones are not used."""
+    """The active isolation level, what it protects against, and why stronger ones are not
+    used; with a ``"warning"`` (see :func:`isolation_warning`) when there is one."""
     level = resolve_level(requested)
     info = isolation.describe(level)
+    needs_root = "needs root" if os.geteuid() else None
     info["unavailable"] = {lvl: why for lvl in isolation.LEVELS[:isolation.LEVELS.index(level)]
-                           if (why := _probed.get(lvl) or ("needs root" if lvl == "namespaces" else None))}
+                           if (why := _probed.get(lvl) or (needs_root if lvl == "namespaces" else None))}
+    warning = isolation_warning(requested)
+    if warning:
+        info["warning"] = warning
     return info
+
+
+def isolation_warning(requested: str | None = None) -> str | None:
+    """None if runs get the strongest level this process can give them (namespaces as
+    root, user-namespaces otherwise), else a one-line warning that names the level in
+    force, why the stronger one is not used, and the protections that are lost.
+
+    ``requested`` as for :func:`resolve_level`; None means the level the default pool uses.
+    """
+    level = resolve_level(requested)
+    best = isolation.LEVELS[0] if os.geteuid() == 0 else isolation.LEVELS[1]
+    if isolation.LEVELS.index(level) <= isolation.LEVELS.index(best):
+        return None
+    why = _probed.get(best) or f"asked for by argument or ${isolation.ENV_VAR}"
+    ours, theirs = isolation.describe(level), isolation.describe(best)
+    lost = [key for key, value in theirs.items() if value is True and ours[key] is not True]
+    return (f"sandbox isolation is {level!r}, weaker than {best!r} on this machine ({why}); "
+            f"runs lose: {', '.join(lost)}")
 
 
 def _request(job: Job, limits: Limits) -> dict:
@@ -179,11 +214,25 @@ class SandboxPool:
         self._closed = False
 
     def run(self, job: Job) -> RunResult:
-        """Run one job; blocks while all slots are busy. Raises ValueError for tests that do not parse."""
+        """Run one job; blocks while all slots are busy. Raises ValueError for tests that do not parse.
+
+        A run the sandbox itself failed is retried after each of :data:`RETRY_PAUSES`;
+        if it still fails, the result says so (``infra_error``, reason ``sandbox_error: ...``).
+        """
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
         limits = job.limits or self.limits
         request = _request(job, limits)
+        result = self._attempt(request, limits)
+        for pause in RETRY_PAUSES:
+            if not result.infra_error:
+                break
+            time.sleep(pause)  # the slot is free meanwhile
+            result = self._attempt(request, limits)
+        return result
+
+    def _attempt(self, request: dict, limits: Limits) -> RunResult:
+        """Run ``request`` once, on the next free slot."""
         zygote = self._idle.get()
         try:
             if zygote is None:
@@ -194,7 +243,7 @@ class SandboxPool:
             if isinstance(zygote, _Zygote):
                 zygote.close()
             zygote = None
-            return RunResult(0, request["n_cases"], f"sandbox_error: {exc!r}"[:200])
+            return RunResult(0, request["n_cases"], verdict.clean_reason(f"{verdict.INFRA_ERROR}: {exc!r}"))
         finally:
             self._idle.put(zygote)
         return RunResult(answer["passed"], request["n_cases"], answer["reason"], answer["stdout"],

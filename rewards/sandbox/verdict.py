@@ -20,6 +20,9 @@ import signal
 
 MAX_REPORT_BYTES = 1 << 20
 MAX_REASON_CHARS = 200
+# Reasons that start "sandbox_error:" say the sandbox failed, not the program. Only
+# trusted code writes them: every reason a program can cause starts with its own kind.
+INFRA_ERROR = "sandbox_error"
 
 
 def clean_reason(text: str) -> str:

@@ -51,8 +51,13 @@ _READ_CHUNK = 1 << 16
 
 def main() -> None:
     level, sock = sys.argv[1], socket.socket(fileno=int(sys.argv[2]))
+    # The run needs none of this folder's files (it is a fork of us, who imported them
+    # as the caller's uid), so it is neither on a run's sys.path nor exposed to it.
+    sys.path.remove(HERE)
+    os.umask(0o022)  # mount points made below must be readable by the run's uid
+    python = isolation.python_dirs()
     try:
-        isolation.enter_slot_namespaces(level)
+        isolation.enter_slot_namespaces(level, python)
         if level == "rlimits":
             isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)  # orphans of runs come back to us
         for name in PRELOAD:
@@ -63,19 +68,26 @@ def main() -> None:
     # Programs must not import (and patch) the harness: hide it before snapshotting.
     for name in ("harness", "isolation", "verdict", "wire", "zygote"):
         sys.modules.pop(name, None)
-    sys.path.remove(HERE)
     pristine = harness.snapshot()
-    private_dirs = [d for d in PRIVATE_DIRS if os.path.isdir(d)]
+    # Each run covers these with fresh tmpfs ones; Python directories inside them stay.
+    private = {d: isolation.below(python, d) for d in PRIVATE_DIRS if os.path.isdir(d)}
     gc.freeze()  # keep the heap shared with forked runs (no copy-on-write from GC headers)
     wire.send(sock, {"ok": True})
     while True:
         request = wire.recv(sock)
         if request is None:
             return
-        wire.send(sock, _supervise(request, level, pristine, private_dirs))
+        try:
+            answer = _supervise(request, level, pristine, private)
+        except OSError as exc:
+            # Our failure (say fork or pipe hit a resource limit), not the program's: say so
+            # and quit, so that the pool starts a clean zygote instead of reusing this one.
+            wire.send(sock, {"error": f"{type(exc).__name__}: {exc}"})
+            return
+        wire.send(sock, answer)
 
 
-def _supervise(request: dict, level: str, pristine, private_dirs: list) -> dict:
+def _supervise(request: dict, level: str, pristine, private: dict) -> dict:
     """Run one request in a fresh sandbox; the answer for the pool."""
     limits = request["limits"]
     nonce = os.urandom(16).hex()
@@ -93,7 +105,7 @@ def _supervise(request: dict, level: str, pristine, private_dirs: list) -> dict:
     else:
         pid = isolation.fork_into_namespaces(isolation.CLONE_NEWPID | isolation.CLONE_NEWNS)
     if pid == 0:
-        _init(request, level, uid, workdir, private_dirs, [w for _, w in pipes], nonce, pristine)
+        _init(request, level, uid, workdir, private, [w for _, w in pipes], nonce, pristine)
     for _, w in pipes:
         os.close(w)
     caps = [limits["max_output_bytes"]] * 2 + [verdict.MAX_REPORT_BYTES + 1]
@@ -107,20 +119,20 @@ def _supervise(request: dict, level: str, pristine, private_dirs: list) -> dict:
     return {"passed": passed, "reason": reason, "stdout": out, "stderr": err, "elapsed": elapsed}
 
 
-def _init(request: dict, level: str, uid: int, workdir: str | None, private_dirs: list,
+def _init(request: dict, level: str, uid: int, workdir: str | None, private: dict,
           fds: list, nonce: str, pristine) -> None:
     """The sandboxed process: lock down, then run the harness. Never returns."""
     try:
-        workdir = _lock_down(level, request["limits"], uid, workdir, private_dirs, fds)
+        workdir = _lock_down(level, request["limits"], uid, workdir, private, fds)
     except BaseException as exc:  # noqa: BLE001 - trusted code: a genuine report of the failure
         os.write(fds[2], verdict.format_report(nonce, [None] * request["n_cases"],
-                                               f"sandbox_error: {type(exc).__name__}: {exc}"))
+                                               f"{verdict.INFRA_ERROR}: {type(exc).__name__}: {exc}"))
         os._exit(1)
     harness.run(request["source"], request["tests"], request["n_cases"], request["entry_point"],
                 pristine, 3, nonce)
 
 
-def _lock_down(level: str, limits: dict, uid: int, workdir: str | None, private_dirs: list,
+def _lock_down(level: str, limits: dict, uid: int, workdir: str | None, private: dict,
                fds: list) -> str:
     """Everything between fork and the program: mounts, fds, rlimits, identity. Returns the cwd."""
     os.setsid()  # own session and process group: kill(0, ...) reaches only the run
@@ -128,10 +140,10 @@ def _lock_down(level: str, limits: dict, uid: int, workdir: str | None, private_
     root = os.geteuid() == 0
     if level != "rlimits":
         isolation.mount("proc", "/proc", "proc", isolation.MS_NOSUID | isolation.MS_NODEV | isolation.MS_NOEXEC)
-        owner = f",uid={uid},gid={uid}" if level == "namespaces" else ""
-        for d in private_dirs:
-            isolation.mount("tmpfs", d, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV,
-                            f"size={limits['tmpfs_bytes']},mode=1777{owner}")
+        options = f"size={limits['tmpfs_bytes']},mode=1777" + (f",uid={uid},gid={uid}" if level == "namespaces" else "")
+        for d, python in private.items():
+            isolation.cover_keeping(d, python, lambda d=d: isolation.mount(
+                "tmpfs", d, "tmpfs", isolation.MS_NOSUID | isolation.MS_NODEV, options))
         workdir = "/tmp"
     _arrange_fds(fds)
     _set_rlimits(limits, nproc=level != "rlimits" or root)

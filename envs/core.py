@@ -184,6 +184,13 @@ class TextEnv(gymnasium.Env):
             return sum(r.weight for r in self.rewards)
         return self._success_threshold
 
+    def is_correct(self, rewards: Mapping[str, float]) -> bool:
+        """Whether a completion with these reward components (``Scored.rewards``)
+        solves its task: full marks, ``>= 1.0``, on the first component, the
+        task's accuracy. Training and held-out accuracy and ``thinkgym eval``'s
+        pass@k and maj@k all count a sample as correct by this one test."""
+        return rewards[self.rewards[0].name] >= 1.0
+
     def add_reward(self, reward: Reward) -> None:
         """Add a reward component (e.g. a format reward)."""
         if any(r.name == reward.name for r in self.rewards):

@@ -81,3 +81,50 @@ def test_readme_preset_table_is_current():
     from thinkgym.trainer.algorithms import presets_table
 
     assert presets_table() in (Path(__file__).parents[1] / "README.md").read_text()
+
+
+# -- bad input is reported without loading the trainer -------------------------------------
+HEAVY = ("torch", "transformers", "datasets", "thinkgym.trainer")
+LIGHT_ERRORS = [
+    (["envs", "show", "thinkgym/Mth-v0"], "unknown environment id 'thinkgym/Mth-v0'"),
+    (["envs", "show", "thinkgym/Math-v0", "-a", "colour=red"], "unexpected keyword argument 'colour'"),
+    (["envs", "show", "thinkgym/Math-v0", "-a", "novalue"], "expected KEY=VALUE"),
+    (["score", "--env", "thinkgym/Math-v0", "--completions", "/no/such/file.jsonl"], "completions file not found"),
+    (["eval", "--model", "tiny", "--env", "thinkgym/Mth-v0"], "unknown environment id"),
+    (["eval", "--model", "tiny", "--env", "thinkgym/Math-v0", "--arg", "generator=calculus"], "unknown generator"),
+    (["train", "--nproc", "0"], "--nproc must be >= 1"),
+]
+PROBE = """
+import json, sys
+from thinkgym.cli import main
+for argv in json.loads(sys.argv[1]):
+    code = main(argv)
+    print(json.dumps([code, [m for m in {heavy!r} if m in sys.modules]]), flush=True)
+"""
+
+
+def test_bad_input_is_reported_without_importing_torch():
+    """Each error above is printed before torch, transformers, datasets or the
+    trainer is imported (they take seconds, tens under load). One process runs
+    them in turn, so the first case that imports one is the one named."""
+    probe = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps([a for a, _ in LIGHT_ERRORS])],
+                           capture_output=True, text=True, timeout=120)
+    results = [json.loads(line) for line in probe.stdout.splitlines()]
+    errors = probe.stderr.splitlines()
+    assert len(results) == len(errors) == len(LIGHT_ERRORS), probe.stderr
+    for (argv, message), (code, heavy), error in zip(LIGHT_ERRORS, results, errors):
+        assert code == 2 and message in error, (argv, error)
+        assert heavy == [], f"{argv} imported {heavy}"
+
+
+# -- train --------------------------------------------------------------------------------
+def test_dry_run_prints_the_plan_and_never_launches(capsys, monkeypatch):
+    def launch(*args, **kwargs):
+        raise AssertionError(f"a dry run launched {args}")
+
+    monkeypatch.setattr(subprocess, "run", launch)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, out, _ = run(capsys, "train", "--nproc", "2", "--dry-run", "--set", "train.steps=3")
+    assert code == 0 and "processes    2 (ddp, 8 prompts each)" in out and "steps        3" in out
+    code, _, err = run(capsys, "train", "--nproc", "3", "--dry-run")
+    assert code == 2 and "must divide by the number of processes (3)" in err and err.count("\n") == 1

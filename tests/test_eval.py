@@ -13,11 +13,14 @@ from fractions import Fraction
 import pytest
 
 from thinkgym import make
-from thinkgym.cli import main
-from thinkgym.trainer.eval_run import (EvalError, default_out_dir, parse_ks, select_tasks, summarize, summary_rows,
-                                       vote_keys, votes_apply)
-from thinkgym.trainer.tiny_model import TINY_ENV
-
+from thinkgym.cli import build_parser, main
+from thinkgym.envs import Reward, Scored, TextEnv
+from thinkgym.trainer.evaluate import Samples, batches, sample_and_score
+from thinkgym.trainer.eval_run import (EvalError, EvalOptions, default_out_dir, parse_ks, select_tasks, summarize,
+                                       summary_rows, vote_keys, votes_apply)
+from thinkgym.trainer.policy import Sampling, load_model
+from thinkgym.trainer.rollout import HFEngine
+from thinkgym.trainer.tiny_model import EVAL_SEED, TINY_ENV, make_env
 
 
 def tiny_env_args() -> list[str]:
@@ -103,13 +106,60 @@ def test_task_selection_and_defaults():
     assert default_out_dir("thinkgym/Math-v0").name.startswith("eval-Math-v0-")
 
 
+# -- what counts as correct ----------------------------------------------------------------
+def test_correct_means_full_marks_on_the_first_component():
+    env = TextEnv([{"id": "t", "question": "q"}], [Reward("accuracy", lambda c: 0.0), Reward("format", lambda c: 0.0)])
+    assert env.is_correct({"accuracy": 1.0, "format": 0.0})
+    assert env.is_correct({"accuracy": 1.5, "format": 0.0})  # a bonus above full marks is still correct
+    assert not env.is_correct({"accuracy": 0.999, "format": 1.0})  # the total does not matter
+    samples = Samples([{"id": "t"}], 3, ["a", "b", "c"], [Scored(1.0, {"accuracy": 1.0, "format": 0.0}),
+                                                          Scored(1.0, {"accuracy": 0.0, "format": 1.0}),
+                                                          Scored(0.5, {"accuracy": 0.5, "format": 0.0})], None, None)
+    assert samples.correct(env) == [True, False, False]
+
+
+# -- batching and progress ------------------------------------------------------------------
+def test_batches_bound_the_sequences_in_flight_and_keep_task_order():
+    tasks = [{"id": i} for i in range(5)]
+    pieces = [([t["id"] for t in chunk], k) for chunk, k in batches(tasks, 4, 8)]
+    assert pieces == [([0, 1], 4), ([2, 3], 4), ([4], 4)]
+    pieces = [([t["id"] for t in chunk], k) for chunk, k in batches(tasks[:2], 5, 2)]
+    assert pieces == [([0], 2), ([0], 2), ([0], 1), ([1], 2), ([1], 2), ([1], 1)]  # n > batch: a task's samples split
+    assert [k for _, k in batches(tasks, 1, 32)] == [1]
+
+
+def test_sampling_runs_in_batches_with_a_progress_bar(capsys, micro_model):
+    model, tokenizer = load_model(micro_model)
+    engine, calls = HFEngine(model, tokenizer), []
+    generate = engine.generate
+
+    def spy(prompts, n, sampling, add_special_tokens=True):
+        calls.append((len(prompts), n))
+        return generate(prompts, n, sampling, add_special_tokens)
+
+    engine.generate = spy
+    env = make_env(EVAL_SEED)
+    samples = sample_and_score(engine, env, select_tasks(env, 3), 2, Sampling(max_new_tokens=4), batch_size=5,
+                               workers=1, desc="probe")
+    assert calls == [(2, 2), (1, 2)] and len(samples.texts) == len(samples.scored) == samples.lengths.shape[0] == 6
+    err = capsys.readouterr().err
+    assert "probe: 100%" in err and "3/3" in err and "tok/s=" in err
+
+
+def test_cli_defaults_are_the_library_defaults():
+    args = build_parser().parse_args(["eval", "--model", "m", "--env", "e"])
+    defaults = EvalOptions(model="m", env="e")
+    assert (args.batch_size, args.threads, args.n) == (defaults.batch_size, defaults.threads, defaults.n)
+
+
 # -- end to end ---------------------------------------------------------------------------
 def test_eval_micro_model_end_to_end(capsys, tmp_path, micro_model):
     out = tmp_path / "eval"
-    code, stdout, _ = run(capsys, "eval", "--model", str(micro_model), "--env", TINY_ENV["id"], *tiny_env_args(),
-                          "--limit", "4", "--n", "4", "--k", "1,2,4", "--max-new-tokens", "40", "--workers", "1",
-                          "--out", str(out))
+    code, stdout, stderr = run(capsys, "eval", "--model", str(micro_model), "--env", TINY_ENV["id"], *tiny_env_args(),
+                               "--limit", "4", "--n", "4", "--k", "1,2,4", "--max-new-tokens", "40", "--workers", "1",
+                               "--batch-size", "6", "--out", str(out))
     assert code == 0, stdout
+    assert "4/4" in stderr and "tok/s=" in stderr and "6 sequences at a time, torch threads: 1" in stderr
     assert "pass@4" in stdout and "maj@2" in stdout and "reward: accuracy" in stdout
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -120,7 +170,8 @@ def test_eval_micro_model_end_to_end(capsys, tmp_path, micro_model):
     assert {"completion", "reward", "rewards", "reasons", "answer", "canonical"} <= rows[0].keys()
 
     by_task = [rows[i:i + 4] for i in range(0, 16, 4)]
-    outcomes = [[r["rewards"]["accuracy"] == 1.0 for r in task] for task in by_task]
+    env = make(TINY_ENV["id"], **{k: v for k, v in TINY_ENV.items() if k != "id"}).unwrapped
+    outcomes = [[env.is_correct(r["rewards"]) for r in task] for task in by_task]
     for k in (1, 2, 4):
         expected = sum(brute_pass_at_k(o, k) for o in outcomes) / 4
         assert summary["pass@k"][str(k)] == pytest.approx(float(expected))
@@ -150,6 +201,8 @@ def test_eval_is_reproducible_given_the_seed(capsys, tmp_path, micro_model):
     (["--k", "0"], "k=0 is out of range"),
     (["--k", "1,two"], "comma-separated integers"),
     (["--temperature", "0"], "--temperature must be > 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--threads", "-1"], "--threads must be >= 0"),
 ])
 def test_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
     model = tmp_path / "model"

@@ -7,6 +7,7 @@ the full build's accuracy is measured by benchmarks/build_tiny_model.py.
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from thinkgym.rewards.math_answer import math_reward
 from thinkgym.trainer import tiny_model
+from thinkgym.trainer.checkpoint import rng_state
 from thinkgym.trainer.tiny_model import (CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model,
                                          held_out_questions, make_env, pretraining_examples, tiny_model_path,
                                          worked_solution)
@@ -137,6 +139,18 @@ def test_the_build_is_reproducible(micro, tmp_path):
     assert not all(torch.equal(first[k], third[k]) for k in first)
     assert (micro / "tokenizer.json").read_text() == (again / "tokenizer.json").read_text()
 
+
+
+def test_the_build_leaves_the_random_states_alone(tmp_path):
+    """A run seeds, then resolves its model: building it on a cold cache must draw
+    from no global RNG, or the run samples differently than on a warm cache."""
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    before = rng_state()
+    build_tiny_model(tmp_path, steps=1, log=quiet)
+    after = rng_state()
+    assert after["python"] == before["python"]
+    assert all(np.array_equal(a, b) for a, b in zip(after["numpy"], before["numpy"]))
+    assert torch.equal(after["torch"], before["torch"])
 
 # -- cache -----------------------------------------------------------------------------
 def test_the_cache_builds_once_atomically_past_a_stale_partial_build(tmp_path, monkeypatch):

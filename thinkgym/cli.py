@@ -1,7 +1,10 @@
 """The ``thinkgym`` command line.
 
 Bad input (unknown ids, missing files, malformed rows) ends with a one-line
-error and exit code 2; ``--debug`` shows the traceback.
+error and exit code 2; ``--debug`` shows the traceback. The trainer (torch,
+transformers) is imported only by the commands that use it, after the checks
+that do not need it (an ``eval``'s environment id and options), so such a typo
+is reported in about a second.
 """
 
 from __future__ import annotations
@@ -120,35 +123,40 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train; with ``--nproc N`` relaunch under torchrun, except for a dry run,
+    which prints the plan (for N processes) and exits without launching any."""
+    if args.nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
     from thinkgym.trainer.config import load_config
-    from thinkgym.trainer.loop import train
     from thinkgym.trainer.plan import describe_plan
 
+    config = load_config(args.config, args.set)
+    if args.dry_run:
+        print(describe_plan(config, processes=args.nproc))
+        return
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # relaunch under torchrun
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
                    "--standalone", "-m", "thinkgym", *(["--debug"] if args.debug else []), "train",
                    *(["--config", args.config] if args.config else []), *[f"--set={s}" for s in args.set],
                    *(["--resume"] if args.resume else [])]
         raise SystemExit(subprocess.run(command).returncode)
-    config = load_config(args.config, args.set)
-    if args.dry_run:
-        print(describe_plan(config))
-        return
+    from thinkgym.trainer.loop import train
+
     train(config, resume=args.resume)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    env = make_env(args.env, args.arg)
     from thinkgym.trainer.eval_run import EvalError, EvalOptions, default_out_dir, evaluate_model, parse_ks, summary_rows
     from thinkgym.trainer.loop import resolve_device
     from thinkgym.trainer.policy import Sampling
 
-    env = make_env(args.env, args.arg)
     try:
         options = EvalOptions(
             model=args.model, env=args.env, env_args=parse_assignments(args.arg), n=args.n, ks=parse_ks(args.k),
             sampling=Sampling(args.temperature, args.top_p, args.max_new_tokens, tuple(args.stop)),
             limit=args.limit, seed=args.seed, device=resolve_device(args.device), dtype=args.dtype,
-            workers=args.workers, engine=args.engine)
+            workers=args.workers, engine=args.engine, batch_size=args.batch_size, threads=args.threads)
         out = Path(args.out) if args.out else default_out_dir(args.env)
         summary = evaluate_model(options, env, out, log=lambda line: print(line, file=sys.stderr))
     except EvalError as exc:
@@ -193,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config (default: built-in defaults, i.e. configs/tiny.yaml)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=1e-5")
     train.add_argument("--resume", action="store_true", help="continue the run in output.dir from its checkpoint")
-    train.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
+    train.add_argument("--dry-run", action="store_true", help="validate the config, print the plan and exit (any --nproc)")
     train.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (runs torchrun)")
     train.set_defaults(run=cmd_train)
 
@@ -212,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     evaluate.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
+    evaluate.add_argument("--batch-size", type=int, default=32,
+                          help="sequences generated at once (default: %(default)s); bounds memory, paces the progress bar")
+    evaluate.add_argument("--threads", type=int, default=1,
+                          help="torch CPU threads, as train.cpu_threads (default: 1, fastest for small models "
+                               "on a few cores; 0: torch's default)")
     evaluate.add_argument("--engine", default="auto", choices=["auto", "hf", "static"],
                           help="rollout engine (default auto: static for Llama/Mistral/Qwen2/Qwen3, else hf)")
     evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
@@ -222,13 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean bad input, not a bug: one line, exit code 2."""
-    from thinkgym.trainer.checkpoint import CheckpointError
-    from thinkgym.trainer.policy import ModelLoadError
-    from thinkgym.trainer.typed_config import ConfigError
+TRAINER_ERRORS = (("thinkgym.trainer.typed_config", "ConfigError"), ("thinkgym.trainer.checkpoint", "CheckpointError"),
+                  ("thinkgym.trainer.policy", "ModelLoadError"))
+"""(module, class) of the trainer's bad-input exceptions."""
 
-    return UsageError, EnvError, ConfigError, CheckpointError, ModelLoadError
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input, not a bug: one line, exit code 2. A
+    trainer exception is looked up only when its module is loaded (code that
+    never imported it cannot have raised it), so reporting a typo never
+    imports the trainer and torch."""
+    loaded = [getattr(sys.modules[module], name) for module, name in TRAINER_ERRORS if module in sys.modules]
+    return UsageError, EnvError, *loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:

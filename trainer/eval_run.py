@@ -4,7 +4,8 @@ A run samples ``n`` completions for each of the environment's first ``limit``
 tasks, scores them with the environment, and reports:
 
 - pass@k, the unbiased estimator of Chen et al. 2021 over the ``n`` samples; a
-  sample is correct when the env's first reward component (its accuracy) is 1.0;
+  sample is correct when the env says so (:meth:`TextEnv.is_correct`: full marks
+  on its first reward component, the accuracy);
 - maj@k, majority voting over the samples' extracted answers, estimated without
   bias over the ``n`` samples (:func:`~thinkgym.trainer.passk.maj_at_k`). It
   applies to environments scored by ``math_reward`` only: their answers are
@@ -19,6 +20,9 @@ environment scored them alike: ``canonical_answer`` only groups answers that
 tend to be equal, and the environment's verdict is the one that counts, so a
 group never mixes correct and incorrect samples. A sample without an extracted
 answer, or whose answer has no canonical form, does not vote.
+
+Samples are generated ``batch_size`` sequences at a time, with a progress bar
+on stderr, on ``threads`` torch threads (as ``train.cpu_threads``).
 
 Files written to the output folder: ``samples.jsonl`` (one row per completion)
 and ``summary.json`` (the options and every number the table shows).
@@ -38,18 +42,15 @@ import torch
 import transformers
 
 from thinkgym.rewards.math_answer import canonical_answer, extract_answer, math_reward
-from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
-from thinkgym.trainer.loop import model_path
+from thinkgym.trainer.evaluate import BATCH_SIZE, Samples, render_prompts, sample_and_score
+from thinkgym.trainer.loop import model_path, set_cpu_threads
 from thinkgym.trainer.passk import maj_at_k, pass_at_k
 from thinkgym.trainer.policy import ModelLoadError, Sampling, load_model
-from thinkgym.trainer.rollout import ENGINES, RolloutEngine, make_engine
+from thinkgym.trainer.rollout import ENGINES, make_engine
 
 GENERATOR_LIMIT = 100
 """Tasks evaluated by default on a procedural generator (``Math-v0`` without a
 dataset has 100,000): its first this many. Datasets are evaluated whole."""
-
-BATCH_PROMPTS = 32
-"""Tasks sampled (``n`` completions each) and scored per batch."""
 
 
 class EvalError(ValueError):
@@ -73,6 +74,8 @@ class EvalOptions:
     dtype: str = "float32"
     workers: int | None = None  # scoring processes (None: one per core)
     engine: str = "auto"  # rollout engine (trainer/rollout.py)
+    batch_size: int = BATCH_SIZE  # sequences generated at once
+    threads: int = 1  # torch intra-op threads, as train.cpu_threads (0: torch's default)
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -92,6 +95,8 @@ def check_options(options: EvalOptions) -> None:
                 (not 0 < sampling.top_p <= 1, f"--top-p must be in (0, 1], got {sampling.top_p}"),
                 (sampling.max_new_tokens < 1, f"--max-new-tokens must be >= 1, got {sampling.max_new_tokens}"),
                 (options.workers is not None and options.workers < 1, f"--workers must be >= 1, got {options.workers}"),
+                (options.batch_size < 1, f"--batch-size must be >= 1, got {options.batch_size}"),
+                (options.threads < 0, f"--threads must be >= 0 (0: torch's default), got {options.threads}"),
                 (options.engine not in ("auto", *ENGINES), f"--engine must be auto, {', '.join(ENGINES)}; "
                                                            f"got {options.engine!r}")]
     problems += [(not 1 <= k <= options.n, f"k={k} is out of range: each k must be between 1 and --n ({options.n})")
@@ -179,43 +184,16 @@ def default_out_dir(env_id: str) -> Path:
     return Path("runs") / f"eval-{env_id.rsplit('/', 1)[-1]}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def sample_in_batches(engine: RolloutEngine, env, tasks: list[dict], options: EvalOptions,
-                      log: Callable[[str], None]) -> list[Samples]:
-    """:func:`sample_and_score` over :data:`BATCH_PROMPTS` tasks at a time, logging progress."""
-    parts = []
-    for start in range(0, len(tasks), BATCH_PROMPTS):
-        chunk = tasks[start:start + BATCH_PROMPTS]
-        parts.append(sample_and_score(engine, env, chunk, options.n, options.sampling,
-                                      batch_prompts=BATCH_PROMPTS, workers=options.workers))
-        log(f"sampled and scored {start + len(chunk)}/{len(tasks)} tasks")
-    return parts
-
-
-@dataclass
-class Flat:
-    """The samples of every batch, flattened task-major (``n`` per task)."""
-
-    texts: list[str]
-    scored: list
-    lengths: list[int]
-    truncated: list[bool]
-
-    @classmethod
-    def of(cls, parts: list[Samples]) -> Flat:
-        return cls([t for p in parts for t in p.texts], [s for p in parts for s in p.scored],
-                   torch.cat([p.lengths for p in parts]).tolist(), torch.cat([p.truncated for p in parts]).tolist())
-
-
-def sample_rows(tasks: list[dict], n: int, flat: Flat, answers: list[str | None],
-                votes: list[Hashable | None] | None) -> list[dict]:
+def sample_rows(samples: Samples, answers: list[str | None], votes: list[Hashable | None] | None) -> list[dict]:
     """One ``samples.jsonl`` row per completion, task-major."""
-    rows = []
-    for i, (text, result) in enumerate(zip(flat.texts, flat.scored)):
+    rows, n = [], samples.n
+    lengths, truncated = samples.lengths.tolist(), samples.truncated.tolist()
+    for i, (text, result) in enumerate(zip(samples.texts, samples.scored)):
         vote = votes[i] if votes is not None else None
-        rows.append({"task_id": tasks[i // n]["id"], "sample": i % n, "completion": text, "reward": result.reward,
-                     "rewards": result.rewards, "reasons": result.reasons, "answer": answers[i],
-                     "canonical": vote[0] if vote is not None else None, "length": flat.lengths[i],
-                     "truncated": flat.truncated[i]})
+        rows.append({"task_id": samples.tasks[i // n]["id"], "sample": i % n, "completion": text,
+                     "reward": result.reward, "rewards": result.rewards, "reasons": result.reasons, "answer": answers[i],
+                     "canonical": vote[0] if vote is not None else None, "length": lengths[i],
+                     "truncated": truncated[i]})
     return rows
 
 
@@ -245,21 +223,25 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
         engine = make_engine(options.engine, model, tokenizer)
     except ValueError as exc:  # an engine that cannot run this model
         raise EvalError(str(exc).replace("sampling.engine", "--engine")) from None
+    set_cpu_threads(options.threads)
     torch.manual_seed(options.seed)
-    log(f"evaluating {options.model} on {options.env}: {len(tasks)} tasks x {n} samples")
-    flat = Flat.of(sample_in_batches(engine, env, tasks, options, log))
+    log(f"evaluating {options.model} on {options.env}: {len(tasks)} tasks x {n} samples, "
+        f"{options.batch_size} sequences at a time, torch threads: {torch.get_num_threads()}")
+    samples = sample_and_score(engine, env, tasks, n, options.sampling, batch_size=options.batch_size,
+                               workers=options.workers, desc="eval")
 
-    correct = [s.rewards[base.rewards[0].name] == 1.0 for s in flat.scored]
-    answers = [extract_answer(t) if votes_apply(base) else None for t in flat.texts]
+    correct = samples.correct(base)
+    answers = [extract_answer(t) if votes_apply(base) else None for t in samples.texts]
     votes = vote_keys(answers, correct) if votes_apply(base) else None
     metrics = summarize(correct=[correct[i:i + n] for i in range(0, len(correct), n)],
                         votes=[votes[i:i + n] for i in range(0, len(votes), n)] if votes is not None else None,
-                        ks=options.ks, rewards={r.name: [s.rewards[r.name] for s in flat.scored] for r in base.rewards},
-                        totals=[s.reward for s in flat.scored], lengths=flat.lengths, truncated=flat.truncated)
+                        ks=options.ks, rewards={r.name: [s.rewards[r.name] for s in samples.scored] for r in base.rewards},
+                        totals=[s.reward for s in samples.scored], lengths=samples.lengths.tolist(),
+                        truncated=samples.truncated.tolist())
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as f:
-        for row in sample_rows(tasks, n, flat, answers, votes):
+        for row in sample_rows(samples, answers, votes):
             f.write(json.dumps(row) + "\n")
     summary = {"model": options.model, "model_path": path, "env": options.env, "options": _options_record(options),
                "n": n, "k": list(options.ks), "tasks": len(tasks), **metrics,

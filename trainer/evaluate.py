@@ -5,12 +5,20 @@ Used for the trainer's before/after held-out accuracy and by ``thinkgym eval``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
-from thinkgym.trainer.policy import Rollouts, Sampling
+from thinkgym.trainer.policy import Sampling
 from thinkgym.trainer.rollout import RolloutEngine
+
+BATCH_SIZE = 32
+"""Sequences sampled at once by default (``thinkgym eval --batch-size``, and the
+held-out eval of ``thinkgym train``): bounds the memory of a batch (its KV cache
+grows with every sequence in flight) and how often the progress bar moves."""
 
 
 def render_prompts(env, tokenizer, tasks) -> tuple[list[str], bool]:
@@ -35,28 +43,50 @@ class Samples:
     scored: list           # thinkgym.envs.Scored per sample
     lengths: torch.Tensor  # completion tokens per sample
     truncated: torch.Tensor
-    rollouts: Rollouts | None = None
 
-    def correct(self, accuracy_name: str) -> torch.Tensor:
-        return torch.tensor([s.rewards[accuracy_name] >= 1.0 for s in self.scored])
+    def correct(self, env) -> list[bool]:
+        """Per sample, whether it solves its task (:meth:`TextEnv.is_correct`)."""
+        return [env.unwrapped.is_correct(s.rewards) for s in self.scored]
+
+
+def batches(tasks: Sequence[dict], n: int, batch_size: int) -> Iterator[tuple[Sequence[dict], int]]:
+    """``(tasks, samples per task)`` pieces that together sample ``n`` completions
+    of each task, task-major, at most ``batch_size`` sequences a piece:
+    ``batch_size // n`` whole tasks at a time, or, when ``n > batch_size``, one
+    task's samples ``batch_size`` at a time (each prompt's samples stay in one
+    ``generate`` call where they fit, so an engine encodes the prompt once)."""
+    if n <= batch_size:
+        per_batch = batch_size // n
+        for start in range(0, len(tasks), per_batch):
+            yield tasks[start:start + per_batch], n
+    else:
+        for task in tasks:
+            for start in range(0, n, batch_size):
+                yield [task], min(batch_size, n - start)
 
 
 @torch.no_grad()
-def sample_and_score(engine: RolloutEngine, env, tasks, n: int, sampling: Sampling, batch_prompts: int = 32,
-                     workers: int | None = None, keep_rollouts: bool = False) -> Samples:
-    """Generate ``n`` completions per task with ``engine`` (``batch_prompts``
-    prompts at a time) and score them with ``env``."""
+def sample_and_score(engine: RolloutEngine, env, tasks: Sequence[dict], n: int, sampling: Sampling,
+                     batch_size: int = BATCH_SIZE, workers: int | None = None, desc: str = "sampling",
+                     progress: bool = True) -> Samples:
+    """Generate ``n`` completions per task with ``engine``, at most ``batch_size``
+    sequences at a time (:func:`batches`), and score each batch with ``env`` as
+    it is done. With ``progress``, a bar on stderr counts the tasks done, with
+    the generation throughput (``tok/s``) and the time left."""
     base = env.unwrapped
-    texts, lengths, truncated, parts = [], [], [], []
-    for start in range(0, len(tasks), batch_prompts):
-        chunk = tasks[start:start + batch_prompts]
-        prompts, chat = render_prompts(base, engine.tokenizer, chunk)
-        rollouts = engine.generate(prompts, n, sampling, add_special_tokens=not chat)
-        texts += rollouts.texts
-        lengths.append(rollouts.completion_mask.sum(1))
-        truncated.append(rollouts.truncated)
-        parts.append(rollouts)
-    repeated = [t for t in tasks for _ in range(n)]
-    scored = base.score_many(texts, repeated, workers=workers)
-    rollouts = parts[0] if keep_rollouts and len(parts) == 1 else None
-    return Samples(list(tasks), n, texts, scored, torch.cat(lengths), torch.cat(truncated), rollouts)
+    texts, scored, lengths, truncated = [], [], [], []
+    tokens, generating = 0, 0.0
+    with tqdm(total=len(tasks), desc=desc, unit="task", disable=not progress, dynamic_ncols=True) as bar:
+        for chunk, k in batches(tasks, n, batch_size):
+            prompts, chat = render_prompts(base, engine.tokenizer, chunk)
+            start = time.perf_counter()
+            rollouts = engine.generate(prompts, k, sampling, add_special_tokens=not chat)
+            generating += time.perf_counter() - start
+            scored += base.score_many(rollouts.texts, [task for task in chunk for _ in range(k)], workers=workers)
+            texts += rollouts.texts
+            lengths.append(rollouts.completion_mask.sum(1))
+            truncated.append(rollouts.truncated)
+            tokens += int(lengths[-1].sum())
+            bar.set_postfix({"tok/s": f"{tokens / max(generating, 1e-9):.1f}"}, refresh=False)
+            bar.update(len(texts) // n - bar.n)
+    return Samples(list(tasks), n, texts, scored, torch.cat(lengths), torch.cat(truncated))

@@ -29,6 +29,7 @@ from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advant
 from thinkgym.trainer.batching import micro_batches
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
+from thinkgym.trainer.plan import check_processes
 from thinkgym.trainer.rollout import RolloutEngine, make_engine
 from thinkgym.trainer.typed_config import ConfigError
 from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, load_model, token_logprobs
@@ -46,6 +47,15 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def set_cpu_threads(count: int) -> None:
+    """Run torch on ``count`` intra-op threads (``train.cpu_threads``, ``eval --threads``);
+    0 keeps torch's default. On a 2-core machine that other work keeps busy, small
+    models sample 5-50x faster on one thread than on two; idle, two are about
+    1.25x faster (benchmarks/eval_threads.py)."""
+    if count:
+        torch.set_num_threads(count)
 
 
 def model_path(path: str, log: Callable[[str], None]) -> str:
@@ -133,15 +143,17 @@ class AdapterFree:
 
 
 def held_out_accuracy(model, engine: RolloutEngine, eval_envs, tasks_per_env: int, sampling: Sampling,
-                      workers) -> dict[str, float]:
-    """Accuracy (first reward component == 1) of one sample per held-out task, sampled with ``engine``."""
+                      workers, progress: bool = True) -> dict[str, float]:
+    """Accuracy (:meth:`TextEnv.is_correct`) of one sample per held-out task, sampled with ``engine``."""
     model.eval()
     result = {}
     for env in eval_envs:
         base = env.unwrapped
+        name = base.spec.id if base.spec else "env"
         tasks = [base.tasks[i] for i in range(min(tasks_per_env, len(base.tasks)))]
-        samples = sample_and_score(engine, env, tasks, 1, sampling, workers=workers)
-        result[base.spec.id if base.spec else "env"] = samples.correct(base.rewards[0].name).float().mean().item()
+        samples = sample_and_score(engine, env, tasks, 1, sampling, workers=workers, desc=f"held-out {name}",
+                                   progress=progress)
+        result[name] = sum(samples.correct(base)) / len(tasks)
     return result
 
 
@@ -212,7 +224,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                 for name, value in s.rewards.items():
                     components.setdefault(name, []).append(value)
             name = base.spec.id if base.spec else f"env{e}"
-            accuracy.setdefault(name, []).extend(float(s.rewards[base.rewards[0].name] >= 1.0) for s in scored)
+            accuracy.setdefault(name, []).extend(float(base.is_correct(s.rewards)) for s in scored)
             stats["reward"].append(rewards)
             stats["length"].append(lengths.float())
             stats["truncated"].append(rollouts.truncated.float())
@@ -378,9 +390,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     device = resolve_device(t.device)
     distributed.init(device)
     main = distributed.is_main()
-    if t.prompts_per_step % distributed.world() or t.mini_batch_size % distributed.world():
-        raise ConfigError(f"train.prompts_per_step ({t.prompts_per_step}) and train.mini_batch_size "
-                          f"({t.mini_batch_size}) must divide by the number of processes ({distributed.world()})")
+    check_processes(config, distributed.world())
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     if config.model.path != "tiny":
         check_model_path(config.model.path)
@@ -389,8 +399,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     distributed.barrier()
     algo = config.algorithm.resolve()
-    if t.cpu_threads:
-        torch.set_num_threads(t.cpu_threads)
+    set_cpu_threads(t.cpu_threads)
     random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed + distributed.rank())
     workers = t.score_workers or None
     excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
@@ -426,7 +435,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         with distributed.full_params(module):  # under FSDP every rank gathers the weights rank 0 evaluates
             if main:
                 before = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,
-                                           workers)
+                                           workers, progress)
                 log(f"held-out accuracy before training: {_fmt(before)}")
     distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
@@ -458,7 +467,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
             distributed.barrier()
     with distributed.full_params(module):
         after = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,
-                                  workers) if main else None
+                                  workers, progress) if main else None
     if not main:
         return {"steps": step}
     logger.close()

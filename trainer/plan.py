@@ -16,11 +16,15 @@ from thinkgym.trainer.config import Config
 from thinkgym.trainer.typed_config import ConfigError
 
 
-def describe_plan(config: Config) -> str:
-    """What a run would do, without loading the model: for ``--dry-run``."""
+def describe_plan(config: Config, processes: int = 1) -> str:
+    """What a run on ``processes`` data-parallel processes would do, without
+    loading the model: for ``--dry-run``."""
     algo, t, s = config.algorithm.resolve(), config.train, config.sampling
     completions = t.prompts_per_step * t.group_size
+    check_processes(config, processes)
     lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
+             f"processes    {processes}" + (f" ({t.strategy}, {t.prompts_per_step // processes} prompts each)"
+                                            if processes > 1 else ""),
              "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
                                        for e in config.envs),
              f"batch        {t.prompts_per_step} prompts x G={t.group_size} = {completions} completions per step, "
@@ -36,6 +40,14 @@ def describe_plan(config: Config) -> str:
         for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
             check_env_options(f"envs[{i}]", spec.id, kwargs)
     return "\n".join(lines)
+
+
+def check_processes(config: Config, processes: int) -> None:
+    """The step's prompts and mini-batches split evenly over ``processes``."""
+    t = config.train
+    if t.prompts_per_step % processes or t.mini_batch_size % processes:
+        raise ConfigError(f"train.prompts_per_step ({t.prompts_per_step}) and train.mini_batch_size "
+                          f"({t.mini_batch_size}) must divide by the number of processes ({processes})")
 
 
 def check_env_options(key: str, env_id: str, kwargs: dict) -> None:

@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 import thinkgym
+from thinkgym.trainer.checkpoint import rng_state, set_rng_state
 from thinkgym.trainer.tiny_tokenizer import build_tokenizer
 
 TINY_ENV = {
@@ -204,25 +206,29 @@ def new_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM
     return LlamaForCausalLM(config)
 
 
-def pretrain(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, seed: int,
-             log: Callable[[str], None]) -> None:
-    """``steps`` AdamW steps of next-token loss over ``examples`` in a seeded shuffled order."""
+def pretrain(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, seed: int) -> None:
+    """``steps`` AdamW steps of next-token loss over ``examples`` in a seeded
+    shuffled order; a progress bar on stderr shows the loss, tokens/s and the time left."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     model.train()
-    for step in range(steps):
-        batch = [examples[order[(step * BATCH_SIZE + k) % len(order)]] for k in range(BATCH_SIZE)]
-        input_ids, attention_mask, labels = collate(batch, pad_id)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"step {step + 1}/{steps}  loss {loss.item():.3f}")
+    tokens, started = 0, time.perf_counter()
+    with tqdm(total=steps, desc="building the tiny model", unit="step", dynamic_ncols=True) as bar:
+        for step in range(steps):
+            batch = [examples[order[(step * BATCH_SIZE + k) % len(order)]] for k in range(BATCH_SIZE)]
+            input_ids, attention_mask, labels = collate(batch, pad_id)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, steps)
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            tokens += int(attention_mask.sum())
+            bar.set_postfix({"loss": f"{loss.item():.3f}", "tok/s": f"{tokens / (time.perf_counter() - started):.0f}"},
+                            refresh=False)
+            bar.update()
     model.eval()
 
 
@@ -244,10 +250,14 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, steps: int = 
 
     Deterministic given ``seed`` and ``steps``; the default build takes about two
     minutes on two idle CPU cores. Tests pass a few ``steps`` for a quick micro build.
+    The build leaves the caller's global state as it found it: torch's thread
+    count and determinism flag, and the Python, NumPy and torch random states
+    (so a run seeded before the model is built samples alike on a cold and a
+    warm cache).
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    threads = torch.get_num_threads()
+    threads, rng = torch.get_num_threads(), rng_state()
     torch.set_num_threads(min(threads, os.cpu_count() or 1))
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -255,12 +265,13 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, steps: int = 
         tokenizer = build_tokenizer()
         examples = pretraining_examples(tokenizer, steps * BATCH_SIZE)
         model = new_model(tokenizer, seed)
-        pretrain(model, examples, tokenizer.pad_token_id, steps, seed, log)
+        pretrain(model, examples, tokenizer.pad_token_id, steps, seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         save(model, tokenizer, out_dir)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        set_rng_state(rng)
     log(f"built the tiny model in {out_dir} in {time.perf_counter() - started:.0f} s")
     return out_dir
 

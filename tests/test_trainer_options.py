@@ -104,3 +104,52 @@ def test_tensorboard_logs_when_installed_and_is_optional(tmp_path, monkeypatch, 
         assert [e.value for e in events.Scalars("reward/mean")] == [0.5, 1.0]
     else:
         assert not (tmp_path / "tensorboard").exists()
+
+
+def flaky_sandbox(completion: str, question: str) -> float:
+    """A code check whose sandbox fails (a stand-in for EAGAIN) on about a third of
+    the completions: a verdict on nothing, flagged as an infrastructure error."""
+    from thinkgym.rewards import Score
+
+    if sandbox_fails(completion):
+        return Score(0.0, "sandbox_error: BlockingIOError(11)", infra_error=True)
+    return Score(float("7" in completion), "correct" if "7" in completion else "wrong_answer")
+
+
+def sandbox_fails(completion: str) -> bool:
+    return sum(map(ord, completion)) % 3 == 0
+
+
+def flaky_env(**kwargs):
+    from test_trainer import seven_env
+
+    env = seven_env(**kwargs)
+    env.rewards = [thinkgym.Reward("seven", flaky_sandbox)]
+    return env
+
+
+thinkgym.register("tests/FlakySandbox-v0", flaky_env)
+
+
+def test_infrastructure_failures_are_dropped_not_learned_from(micro_model):
+    batch = batch_for(micro_model, ["train.prompts_per_step=8", "train.group_size=2", "train.mini_batch_size=16",
+                                    "train.micro_batch_size=8", "sampling.max_new_tokens=6", "sampling.temperature=2.0"],
+                      envs=("tests/FlakySandbox-v0",))
+    failed = batch.metrics["score/infra_errors"]
+    assert 0 < failed < 16
+    assert not any(map(sandbox_fails, batch.rollouts.texts))  # their groups were dropped whole
+    assert batch.rewards.shape[0] % 2 == 0 and batch.rewards.shape[0] <= 16 - failed
+    judged = [s for s in batch.samples if not sandbox_fails(s["completion"])]
+    assert batch.metrics["reward/mean"] == pytest.approx(sum(s["reward"] for s in judged) / len(judged))
+
+
+def test_a_weakened_sandbox_is_announced_only_for_envs_that_run_code(monkeypatch):
+    import thinkgym.rewards.sandbox as sandbox
+    from thinkgym.trainer.loop import warn_if_sandbox_weakened
+
+    monkeypatch.setattr(sandbox, "isolation_warning", lambda: "sandbox isolation is 'rlimits', weaker than 'namespaces'")
+    lines = []
+    warn_if_sandbox_weakened([thinkgym.make("tests/Seven-v0")], lines.append)
+    assert lines == []
+    warn_if_sandbox_weakened([thinkgym.make("thinkgym/Code-v0", source="humaneval")], lines.append)
+    assert lines == ["WARNING: sandbox isolation is 'rlimits', weaker than 'namespaces'"]

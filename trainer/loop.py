@@ -157,6 +157,17 @@ def held_out_accuracy(model, engine: RolloutEngine, eval_envs, tasks_per_env: in
     return result
 
 
+def warn_if_sandbox_weakened(envs, log) -> None:
+    """Say so when the envs run code in a sandbox weaker than this machine allows."""
+    from thinkgym.rewards import code_reward
+    from thinkgym.rewards.sandbox import isolation_warning
+
+    if any(r.fn is code_reward for env in envs for r in env.unwrapped.rewards):
+        warning = isolation_warning()
+        if warning:
+            log(f"WARNING: {warning}")
+
+
 @dataclasses.dataclass
 class Batch:
     """One step's training data: G completions for each kept prompt."""
@@ -186,6 +197,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     accuracy: dict[str, list[float]] = {}
     samples = []
     gen_time = score_time = score_wait = logprob_time = 0.0
+    infra_errors = 0
     micro, temperature = t.micro_batch_size, sampling.temperature
     # With one optimizer step per batch the policy is still the sampling policy when
     # the loss is computed: its own detached log-probs are the old ones (ratio 1).
@@ -216,16 +228,20 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             score_wait += time.perf_counter() - start
             score_time += seconds
             rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
+            # A sandbox that failed (not the program) says nothing of the completion:
+            # its group is dropped, and it counts in no reward statistic.
+            judged = torch.tensor([not s.infra_error for s in scored])
+            infra_errors += int((~judged).sum())
             lengths = rollouts.completion_mask.sum(1)
             if algo.overlong == "soft_penalty":
                 buffer = max(1, round(algo.overlong_buffer * sampling.max_new_tokens))
                 rewards += torch.tensor([float(overlong_penalty(int(n), sampling.max_new_tokens, buffer)) for n in lengths])
-            for s in scored:
+            for s in (s for s in scored if not s.infra_error):
                 for name, value in s.rewards.items():
                     components.setdefault(name, []).append(value)
             name = base.spec.id if base.spec else f"env{e}"
-            accuracy.setdefault(name, []).extend(float(base.is_correct(s.rewards)) for s in scored)
-            stats["reward"].append(rewards)
+            accuracy.setdefault(name, []).extend(float(base.is_correct(s.rewards)) for s in scored if not s.infra_error)
+            stats["reward"].append(rewards[judged])
             stats["length"].append(lengths.float())
             stats["truncated"].append(rollouts.truncated.float())
             samples += [{"env": name, "task_id": task["id"], "completion": text, "reward": s.reward, "reasons": s.reasons}
@@ -234,12 +250,13 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             seen_groups += len(tasks)
             flat_groups += int((~informative).sum())
             keep = informative if algo.dynamic_sampling else torch.ones_like(informative)
-            keep = keep.repeat_interleave(g)
+            keep = (keep & judged.view(-1, g).all(1)).repeat_interleave(g)
             if keep.any():
                 kept.append((_select(rollouts, keep), rewards[keep], tasks))
                 have += int(keep.sum()) // g
     if not kept:
-        raise RuntimeError(f"step {step}: every group had equal rewards in {rounds} rounds; nothing to learn from")
+        raise RuntimeError(f"step {step}: every group had equal rewards or a sandbox failure ({infra_errors} "
+                           f"completions) in {rounds} rounds; nothing to learn from")
     rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
     # Dynamic sampling may overshoot (trim to B groups) or fall short; all ranks
     # train on the same number of groups, so their optimizer steps line up.
@@ -256,7 +273,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                "truncated_frac": torch.cat(stats["truncated"]).mean().item(),
                "zero_variance_groups_frac": flat_groups / max(seen_groups, 1), "sampling_rounds": rounds,
                "time/generate": gen_time, "time/logprobs": logprob_time, "time/score": score_time,
-               "time/score_wait": score_wait,
+               "time/score_wait": score_wait, "score/infra_errors": infra_errors,
                "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
     metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
@@ -396,6 +413,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         check_model_path(config.model.path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     if main:
+        warn_if_sandbox_weakened(envs, log)
         ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     distributed.barrier()
     algo = config.algorithm.resolve()

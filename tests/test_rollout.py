@@ -119,6 +119,9 @@ def test_auto_falls_back_loudly_and_says_why():
     model, tokenizer = random_decoder("llama")
 
     class IgnoresTheCache(torch.nn.Module):  # a layer convention the engine cannot drive exactly
+        def __init__(self, config=None, layer_idx=0):
+            super().__init__()
+
         def forward(self, hidden, *args, **kwargs):
             return hidden
 

@@ -90,7 +90,9 @@ class StaticCacheEngine:
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
         allowed = (causal & valid[:, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
         positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-        hidden = _run_layers(decoder, decoder.embed_tokens(prompt_ids), positions, allowed[:, None], cache)
+        embedded = decoder.embed_tokens(prompt_ids)
+        hidden = _run_layers(decoder.layers, embedded, decoder.rotary_emb(embedded, positions), positions,
+                             allowed[:, None], cache)
         # The n samples of a prompt share its encoding.
         cache.repeat_rows(n)
         valid, positions = valid.repeat_interleave(n, 0), positions[:, -1:].repeat_interleave(n, 0)
@@ -121,7 +123,8 @@ class StaticCacheEngine:
             cache.length = width + t
             positions = positions + 1
             mask = valid[:, None, None, :cache.length + 1]
-            hidden = _run_layers(decoder, decoder.embed_tokens(token[:, None]), positions, mask, cache)
+            embedded = decoder.embed_tokens(token[:, None])
+            hidden = _run_layers(decoder.layers, embedded, decoder.rotary_emb(embedded, positions), positions, mask, cache)
             logits = head(decoder.norm(hidden[:, -1])).float()
         # As wide as the longest completion, like generate's output: the trainer pays for every column.
         tokens, logprobs = tokens[:, :t + 1], logprobs[:, :t + 1]
@@ -161,48 +164,44 @@ class _StaticKV:
         self.values = [v[rows] for v in self.values]
 
 
-def _run_layers(decoder, hidden, positions, allowed, cache: _StaticKV):
-    """The decoder layers over ``hidden`` at ``positions``; ``allowed`` is the
-    boolean attention pattern, passed as an additive mask (eager and sdpa take it).
+def _run_layers(layers, hidden, rotary, positions, allowed, cache: _StaticKV):
+    """``layers`` over ``hidden`` at ``positions``, with the rotary embedding
+    ``rotary`` (cos, sin); ``allowed`` is the boolean attention pattern, passed
+    as an additive mask (eager and sdpa take it).
 
     The layers are called as their model calls them: ``(hidden_states,
     attention_mask, position_ids, cache)`` by position, ``position_embeddings``
-    by name. The cache's keyword changed name (``past_key_values`` up to
-    transformers 5.x, ``cache`` after) but not its place, which has been the
-    fourth since the ``Cache`` classes came in."""
+    by name. The cache's keyword changed name (``past_key_values`` in
+    transformers 4, ``cache`` in 5) but not its place, the fourth."""
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
-    rotary = decoder.rotary_emb(hidden, positions)
-    for layer in decoder.layers:
+    for layer in layers:
         hidden = layer(hidden, mask, positions, cache, position_embeddings=rotary)
     return hidden
 
 
-@torch.no_grad()
 def _cache_contract_problem(model) -> str | None:
-    """Run one token through the first decoder layer with a probe cache: the
-    engine is exact only if the layer writes its keys and values through
-    ``Cache.update`` and returns hidden states of the input's shape. A check of
-    behaviour, not of parameter names, which transformers renames."""
-    decoder = model.get_decoder()
-    weight = model.get_output_embeddings().weight
-    cache = _StaticKV(model.config, 1, 1, weight.dtype, weight.device)
-    hidden = decoder.embed_tokens(torch.zeros(1, 1, dtype=torch.long, device=weight.device))
+    """Run one token through a decoder layer of ``model``'s class, built on the
+    meta device (no memory, no compute, and the model itself untouched, which
+    matters once FSDP has sharded it): the engine is exact only if the layer
+    takes the cache where :func:`_run_layers` puts it, writes its keys and values
+    through ``Cache.update`` and returns hidden states of the input's shape. A
+    check of behaviour, not of parameter names, which transformers renames."""
+    config = model.config
     try:
-        out = _run_layers(_FirstLayer(decoder), hidden, torch.zeros(1, 1, dtype=torch.long, device=weight.device),
-                          torch.ones(1, 1, 1, 1, dtype=torch.bool, device=weight.device), cache)
+        with torch.device("meta"):
+            layer = type(model.get_decoder().layers[0])(config, 0)
+            hidden = torch.zeros(1, 1, config.hidden_size)
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            rotary = (torch.ones(1, 1, head_dim), torch.zeros(1, 1, head_dim))
+            cache = _StaticKV(config, 1, 1, hidden.dtype, hidden.device)
+            out = _run_layers([layer], hidden, rotary, torch.zeros(1, 1, dtype=torch.long),
+                              torch.ones(1, 1, 1, 1, dtype=torch.bool), cache)
     except Exception as exc:  # any failure here means the layers' conventions moved
         return f"cannot call this transformers' decoder layers with a KV cache ({type(exc).__name__}: {exc})"
     if cache.updates != 1 or not isinstance(out, torch.Tensor) or out.shape != hidden.shape:
         return "found decoder layers that do not write their keys and values through Cache.update"
     return None
-
-
-class _FirstLayer:
-    """``decoder`` with only its first layer, for the probe."""
-
-    def __init__(self, decoder):
-        self.layers, self.rotary_emb = decoder.layers[:1], decoder.rotary_emb
 
 
 def _check_window(config, length: int) -> None:

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,45 +77,75 @@ def test_sandbox_info_reports_the_active_isolation(capsys):
 
 
 def test_readme_preset_table_is_current():
-    from pathlib import Path
-
-    from thinkgym.trainer.algorithms import presets_table
+    from thinkgym.trainer.algorithm_config import presets_table
 
     assert presets_table() in (Path(__file__).parents[1] / "README.md").read_text()
 
 
-# -- bad input is reported without loading the trainer -------------------------------------
-HEAVY = ("torch", "transformers", "datasets", "thinkgym.trainer")
+# -- bad input is reported without loading torch -----------------------------------------
+HEAVY = ("torch", "transformers", "datasets")
 LIGHT_ERRORS = [
     (["envs", "show", "thinkgym/Mth-v0"], "unknown environment id 'thinkgym/Mth-v0'"),
     (["envs", "show", "thinkgym/Math-v0", "-a", "colour=red"], "unexpected keyword argument 'colour'"),
     (["envs", "show", "thinkgym/Math-v0", "-a", "novalue"], "expected KEY=VALUE"),
+    (["envs", "show", "thinkgym/Math-v0", "-a", "size=[1"], "cannot parse the value of size: "),
     (["score", "--env", "thinkgym/Math-v0", "--completions", "/no/such/file.jsonl"], "completions file not found"),
     (["eval", "--model", "tiny", "--env", "thinkgym/Mth-v0"], "unknown environment id"),
     (["eval", "--model", "tiny", "--env", "thinkgym/Math-v0", "--arg", "generator=calculus"], "unknown generator"),
     (["train", "--nproc", "0"], "--nproc must be >= 1"),
+    (["train", "--set", "train.lrr=1"], "unknown config key train.lrr; did you mean train.lr?"),
+    (["train", "--set", "train.lr=abc"], "train.lr: expected float, got 'abc'"),
+    (["train", "--set", "train.lr=[1"], "train.lr: cannot parse '[1': "),
+    (["train", "--set", "train.group_size=0"], "train.group_size must be >= 2"),
+    (["train", "--set", "algorithm.preset=ppo"], "algorithm.preset: must be one of"),
+    (["train", "--set", "algorithm.estimator=grop"], "algorithm.estimator: got 'grop'"),
+    (["train", "--config", "/no/such/config.yaml"], "config file not found: /no/such/config.yaml"),
+    (["train", "--config", "broken.yaml"], "broken.yaml: not valid YAML: while parsing a flow mapping, expected ',' "
+                                           "or '}', but got ':' at line 2, column 6"),
+    (["train", "--set", "envs=[{id: thinkgym/Mth-v0}]"], "unknown environment id 'thinkgym/Mth-v0'"),
+    (["train", "--set", "envs=[{id: thinkgym/Math-v0, kwargs: {colour: red}}]"], "unexpected keyword argument 'colour'"),
+    (["train", "--nproc", "3"], "must divide by the number of processes (3)"),
 ]
 PROBE = """
-import json, sys
+import contextlib, io, json, sys
 from thinkgym.cli import main
 for argv in json.loads(sys.argv[1]):
-    code = main(argv)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
     print(json.dumps([code, [m for m in {heavy!r} if m in sys.modules]]), flush=True)
 """
 
 
-def test_bad_input_is_reported_without_importing_torch():
-    """Each error above is printed before torch, transformers, datasets or the
-    trainer is imported (they take seconds, tens under load). One process runs
-    them in turn, so the first case that imports one is the one named."""
-    probe = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps([a for a, _ in LIGHT_ERRORS])],
-                           capture_output=True, text=True, timeout=120)
-    results = [json.loads(line) for line in probe.stdout.splitlines()]
-    errors = probe.stderr.splitlines()
-    assert len(results) == len(errors) == len(LIGHT_ERRORS), probe.stderr
+def probe(cases: list[list[str]], cwd) -> tuple[list, list[str]]:
+    """Run the CLI on each argv in turn in one fresh process in ``cwd``: its
+    [exit code, heavy modules imported so far] per case, and its stderr lines."""
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), json.dumps(cases)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    return [json.loads(line) for line in done.stdout.splitlines()], done.stderr.splitlines()
+
+
+def test_bad_input_is_reported_without_importing_torch(tmp_path):
+    """Each error above is one line, exit code 2, printed before torch,
+    transformers or datasets is imported (they take seconds, tens under load).
+    One process runs them in turn, so the first case that imports one is the
+    one named."""
+    (tmp_path / "broken.yaml").write_text("train: {lr: 1e-4\nsteps: 3\n")
+    results, errors = probe([argv for argv, _ in LIGHT_ERRORS], tmp_path)
+    assert len(results) == len(errors) == len(LIGHT_ERRORS), errors
     for (argv, message), (code, heavy), error in zip(LIGHT_ERRORS, results, errors):
         assert code == 2 and message in error, (argv, error)
         assert heavy == [], f"{argv} imported {heavy}"
+
+
+def test_config_modules_and_dry_run_do_not_import_torch(tmp_path):
+    shipped = sorted(str(p) for p in (Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    results, _ = probe([["train", "--dry-run"], *(["train", "--dry-run", "--config", p] for p in shipped)], tmp_path)
+    assert results == [[0, []]] * (1 + len(shipped))
+    light = subprocess.run([sys.executable, "-c", "import sys, thinkgym.trainer.config, thinkgym.trainer.plan\n"
+                            "from thinkgym.trainer import PRESETS, Config, pass_at_k\n"
+                            f"print(*[m for m in {HEAVY!r} if m in sys.modules])"],
+                           capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == "", f"the config modules imported {light.stdout}"
 
 
 # -- train --------------------------------------------------------------------------------

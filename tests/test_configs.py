@@ -63,6 +63,12 @@ def test_bad_dataset_rows_stop_training_before_the_run_dir_exists(tmp_path, caps
 
 def test_public_trainer_api():
     import thinkgym.trainer as trainer
+    from thinkgym.trainer import algorithms
 
+    assert set(trainer.__all__) <= set(dir(trainer))
+    assert all(getattr(trainer, name) is not None for name in trainer.__all__)  # each loads from its module
+    assert trainer.PRESETS is algorithms.PRESETS and trainer.group_advantages is algorithms.group_advantages
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        trainer.nope
     assert trainer.pass_at_k(4, 2, 2) == pytest.approx(5 / 6)
     assert callable(trainer.group_advantages) and callable(trainer.policy_loss) and callable(trainer.train)

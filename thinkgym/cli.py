@@ -1,10 +1,11 @@
 """The ``thinkgym`` command line.
 
 Bad input (unknown ids, missing files, malformed rows) ends with a one-line
-error and exit code 2; ``--debug`` shows the traceback. The trainer (torch,
-transformers) is imported only by the commands that use it, after the checks
-that do not need it (an ``eval``'s environment id and options), so such a typo
-is reported in about a second.
+error and exit code 2; ``--debug`` shows the traceback. The trainer's heavy part
+(torch, transformers) is imported only by the commands that use it, after the
+checks that do not need it (a ``train`` config, its env ids and options; an
+``eval``'s environment id and options), so such a typo is reported in about a
+second.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 
 from thinkgym.envs import EnvError, list_envs, make
 from thinkgym.envs.tasks import read_jsonl
+from thinkgym.trainer.typed_config import yaml_problem
 
 
 class UsageError(Exception):
@@ -38,7 +40,7 @@ def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
         try:
             kwargs[key] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise UsageError(f"cannot parse the value of {key}: {exc}") from None
+            raise UsageError(f"cannot parse the value of {key}: {yaml_problem(exc)}") from None
     return kwargs
 
 
@@ -128,9 +130,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.nproc < 1:
         raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
     from thinkgym.trainer.config import load_config
-    from thinkgym.trainer.plan import describe_plan
+    from thinkgym.trainer.plan import check_run, describe_plan
 
     config = load_config(args.config, args.set)
+    check_run(config, processes=args.nproc)
     if args.dry_run:
         print(describe_plan(config, processes=args.nproc))
         return

@@ -1,12 +1,34 @@
-"""GRPO-family training of causal language models on thinkgym environments."""
+"""GRPO-family training of causal language models on thinkgym environments.
 
-from thinkgym.trainer.algorithms import (AGGREGATIONS, ESTIMATORS, KL_KINDS, PRESETS, AlgorithmConfig, aggregate,
-                                         group_advantages, informative_groups, kl_penalty, policy_loss, preset,
-                                         register_estimator)
-from thinkgym.trainer.config import Config, load_config
-from thinkgym.trainer.loop import train
-from thinkgym.trainer.passk import maj_at_k, pass_at_k
+The public names below load on first use (PEP 562), each from the module that
+defines it: importing ``thinkgym.trainer`` or a light submodule (the config, the
+presets) does not import torch, so a bad config is reported in about a second.
+"""
 
-__all__ = ["AGGREGATIONS", "ESTIMATORS", "KL_KINDS", "PRESETS", "AlgorithmConfig", "aggregate", "group_advantages",
-           "informative_groups", "kl_penalty", "policy_loss", "preset", "register_estimator", "Config", "load_config",
-           "train", "maj_at_k", "pass_at_k"]
+import importlib
+
+_HOMES = {
+    "ESTIMATORS": "advantages", "group_advantages": "advantages", "register_estimator": "advantages",
+    "AGGREGATIONS": "algorithm_config", "KL_KINDS": "algorithm_config", "PRESETS": "algorithm_config",
+    "AlgorithmConfig": "algorithm_config", "preset": "algorithm_config",
+    "aggregate": "algorithms", "informative_groups": "algorithms", "kl_penalty": "algorithms",
+    "policy_loss": "algorithms",
+    "Config": "config", "load_config": "config",
+    "train": "loop",
+    "maj_at_k": "passk", "pass_at_k": "passk",
+}
+"""Each public name and the submodule that defines it."""
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

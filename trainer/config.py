@@ -14,8 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from thinkgym.trainer.algorithms import PRESETS, AlgorithmConfig
-from thinkgym.trainer.tiny_model import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
+from thinkgym.trainer.algorithm_config import PRESETS, AlgorithmConfig
+from thinkgym.trainer.tiny_tasks import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, read_yaml
 
 
@@ -72,7 +72,7 @@ class AlgorithmSection:
         try:
             return dataclasses.replace(PRESETS[self.preset], **overrides)
         except ValueError as exc:
-            raise ConfigError(f"algorithm: {exc}") from None
+            raise ConfigError(str(exc)) from None  # the message names the key: algorithm.<field>
 
 
 @dataclass

@@ -1,5 +1,7 @@
-"""``thinkgym train --dry-run``: what a run would do, checked without loading
-the model or downloading data."""
+"""What a ``thinkgym train`` run would do, checked without loading the model or
+downloading data: :func:`check_run` before any run, :func:`describe_plan` for
+``--dry-run``. Torch-free, like the config it reads, so a bad config is
+reported before torch is imported."""
 
 from __future__ import annotations
 
@@ -18,10 +20,9 @@ from thinkgym.trainer.typed_config import ConfigError
 
 def describe_plan(config: Config, processes: int = 1) -> str:
     """What a run on ``processes`` data-parallel processes would do, without
-    loading the model: for ``--dry-run``."""
+    loading the model: for ``--dry-run``, after :func:`check_run`."""
     algo, t, s = config.algorithm.resolve(), config.train, config.sampling
     completions = t.prompts_per_step * t.group_size
-    check_processes(config, processes)
     lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
              f"processes    {processes}" + (f" ({t.strategy}, {t.prompts_per_step // processes} prompts each)"
                                             if processes > 1 else ""),
@@ -36,10 +37,17 @@ def describe_plan(config: Config, processes: int = 1) -> str:
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
              f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
+    return "\n".join(lines)
+
+
+def check_run(config: Config, processes: int = 1) -> None:
+    """What a run needs beyond a valid config, checked without loading the model
+    or data: the batch splits over ``processes``; each env id exists and takes
+    its options (training and held-out), and a local data file exists."""
+    check_processes(config, processes)
     for i, spec in enumerate(config.envs):
         for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
             check_env_options(f"envs[{i}]", spec.id, kwargs)
-    return "\n".join(lines)
 
 
 def check_processes(config: Config, processes: int) -> None:

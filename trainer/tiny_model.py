@@ -43,24 +43,8 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 import thinkgym
 from thinkgym.trainer.checkpoint import rng_state, set_rng_state
+from thinkgym.trainer.tiny_tasks import EVAL_SEED, HELD_OUT_TASKS, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.tiny_tokenizer import build_tokenizer
-
-TINY_ENV = {
-    "id": "thinkgym/Math-v0",
-    "generator": "arithmetic",
-    "difficulty": {"digits": 2, "terms": 2, "ops": "+-"},
-    "style": "text",
-    "prompt": "{question}",
-}
-"""The environment the tiny model is trained for: ``thinkgym.make(TINY_ENV["id"],
-seed=..., **{k: v for k, v in TINY_ENV.items() if k != "id"})``."""
-
-EVAL_SEED = 0
-"""Generator seed of the evaluation tasks."""
-HELD_OUT_TASKS = 1000
-"""The first this many tasks of ``EVAL_SEED`` are never pretrained on."""
-PRETRAIN_SEED = 1
-"""Generator seed of the pretraining tasks."""
 
 CACHE_NAME = "tiny-v2"
 """The cache folder name; change it whenever the recipe below changes."""

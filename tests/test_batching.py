@@ -81,7 +81,8 @@ def test_token_logprobs_of_a_trimmed_micro_batch_equal_the_full_width(model, une
             mb = trim(uneven, torch.tensor(rows))
             assert mb.computed < mb.full
             got, entropy = token_logprobs(model, *mb.inputs, 0.8, True)
-            assert torch.allclose(got, mb.take(full), atol=1e-6, rtol=0)
+            # equal up to float32 summation order (other widths block the matmuls differently): a few ulps at |x| ~ 8
+            assert torch.allclose(got, mb.take(full), atol=1e-5, rtol=0)
             assert torch.allclose(entropy, mb.take(full_entropy), atol=1e-5, rtol=0)
 
 

@@ -16,7 +16,8 @@ from thinkgym import make
 from thinkgym.cli import build_parser, main
 from thinkgym.envs import Reward, Scored, TextEnv
 from thinkgym.trainer.evaluate import Samples, batches, sample_and_score
-from thinkgym.trainer.eval_run import (EvalError, EvalOptions, default_out_dir, parse_ks, select_tasks, summarize,
+from thinkgym.trainer.eval_options import ENGINE_NAMES, EvalError, EvalOptions, parse_ks
+from thinkgym.trainer.eval_run import (default_out_dir, select_tasks, summarize,
                                        summary_rows, vote_keys, votes_apply)
 from thinkgym.trainer.policy import Sampling, load_model
 from thinkgym.trainer.rollout import HFEngine
@@ -244,3 +245,13 @@ def test_engines_and_an_engine_that_cannot_run_the_model(capsys, tmp_path, micro
                                                   "qwen3 models, not 'gpt2'; use --engine=hf")
     code, stdout, _ = run(capsys, "eval", "--model", str(gpt2), *common, "--out", str(tmp_path / "auto"))
     assert code == 0, stdout  # auto picks hf for a family the static engine does not run
+
+
+def test_engine_names_are_the_engines_and_auto():
+    import typing
+
+    from thinkgym.trainer.config import SamplingConfig
+    from thinkgym.trainer.rollout import ENGINES
+
+    assert ENGINE_NAMES == ("auto", *ENGINES)
+    assert typing.get_args(typing.get_type_hints(SamplingConfig)["engine"]) == ENGINE_NAMES

@@ -23,6 +23,8 @@ import yaml
 
 from thinkgym.envs import EnvError, list_envs, make
 from thinkgym.envs.tasks import read_jsonl
+from thinkgym.trainer.eval_options import BATCH_SIZE, ENGINE_NAMES, EvalError, EvalOptions, check_options, parse_ks
+from thinkgym.trainer.sampling import Sampling, check_model_path
 from thinkgym.trainer.typed_config import yaml_problem
 
 
@@ -150,16 +152,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     env = make_env(args.env, args.arg)
-    from thinkgym.trainer.eval_run import EvalError, EvalOptions, default_out_dir, evaluate_model, parse_ks, summary_rows
-    from thinkgym.trainer.loop import resolve_device
-    from thinkgym.trainer.policy import Sampling
-
-    try:
+    try:  # every option is checked before torch is imported
         options = EvalOptions(
             model=args.model, env=args.env, env_args=parse_assignments(args.arg), n=args.n, ks=parse_ks(args.k),
             sampling=Sampling(args.temperature, args.top_p, args.max_new_tokens, tuple(args.stop)),
-            limit=args.limit, seed=args.seed, device=resolve_device(args.device), dtype=args.dtype,
+            limit=args.limit, seed=args.seed, device=args.device, dtype=args.dtype,
             workers=args.workers, engine=args.engine, batch_size=args.batch_size, threads=args.threads)
+        check_options(options)
+        if options.model != "tiny":
+            check_model_path(options.model)
+        from thinkgym.trainer.eval_run import default_out_dir, evaluate_model, summary_rows
+        from thinkgym.trainer.loop import resolve_device
+
+        options.device = resolve_device(options.device)
         out = Path(args.out) if args.out else default_out_dir(args.env)
         summary = evaluate_model(options, env, out, log=lambda line: print(line, file=sys.stderr))
     except EvalError as exc:
@@ -223,12 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     evaluate.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
-    evaluate.add_argument("--batch-size", type=int, default=32,
+    evaluate.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                           help="sequences generated at once (default: %(default)s); bounds memory, paces the progress bar")
     evaluate.add_argument("--threads", type=int, default=1,
                           help="torch CPU threads, as train.cpu_threads (default: 1, fastest for small models "
                                "on a few cores; 0: torch's default)")
-    evaluate.add_argument("--engine", default="auto", choices=["auto", "hf", "static"],
+    evaluate.add_argument("--engine", default="auto", choices=ENGINE_NAMES,
                           help="rollout engine (default auto: static for Llama/Mistral/Qwen2/Qwen3, else hf)")
     evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
     evaluate.set_defaults(run=cmd_eval)
@@ -239,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINER_ERRORS = (("thinkgym.trainer.typed_config", "ConfigError"), ("thinkgym.trainer.checkpoint", "CheckpointError"),
-                  ("thinkgym.trainer.policy", "ModelLoadError"))
+                  ("thinkgym.trainer.sampling", "ModelLoadError"))
 """(module, class) of the trainer's bad-input exceptions."""
 
 

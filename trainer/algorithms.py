@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from thinkgym.trainer.advantages import ESTIMATORS, group_advantages, register_estimator
-from thinkgym.trainer.algorithm_config import AGGREGATIONS, KL_KINDS, PRESETS, AlgorithmConfig, preset, presets_table
+from thinkgym.trainer.advantages import ESTIMATORS, group_advantages, register_estimator  # noqa: F401 - re-exported
+from thinkgym.trainer.algorithm_config import AGGREGATIONS, KL_KINDS, PRESETS, AlgorithmConfig, preset, presets_table  # noqa: F401 - re-exported
 
 
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:

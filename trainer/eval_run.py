@@ -34,7 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -42,68 +42,16 @@ import torch
 import transformers
 
 from thinkgym.rewards.math_answer import canonical_answer, extract_answer, math_reward
-from thinkgym.trainer.evaluate import BATCH_SIZE, Samples, render_prompts, sample_and_score
+from thinkgym.trainer.eval_options import EvalError, EvalOptions, check_options
+from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
 from thinkgym.trainer.loop import model_path, set_cpu_threads
 from thinkgym.trainer.passk import maj_at_k, pass_at_k
-from thinkgym.trainer.policy import ModelLoadError, Sampling, load_model
-from thinkgym.trainer.rollout import ENGINES, make_engine
+from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.rollout import make_engine
 
 GENERATOR_LIMIT = 100
 """Tasks evaluated by default on a procedural generator (``Math-v0`` without a
 dataset has 100,000): its first this many. Datasets are evaluated whole."""
-
-
-class EvalError(ValueError):
-    """A bad evaluation option; the CLI prints it as one line with exit code 2."""
-
-
-@dataclass
-class EvalOptions:
-    """What ``thinkgym eval`` was asked for. ``model`` is a checkpoint folder, a
-    hub name, or ``"tiny"`` for the built-in tiny model (built on first use)."""
-
-    model: str
-    env: str
-    env_args: dict = field(default_factory=dict)
-    n: int = 16
-    ks: tuple[int, ...] = (1, 4, 16)
-    sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=256))
-    limit: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    workers: int | None = None  # scoring processes (None: one per core)
-    engine: str = "auto"  # rollout engine (trainer/rollout.py)
-    batch_size: int = BATCH_SIZE  # sequences generated at once
-    threads: int = 1  # torch intra-op threads, as train.cpu_threads (0: torch's default)
-
-
-def parse_ks(text: str) -> tuple[int, ...]:
-    """``"1,4,16"`` -> ``(1, 4, 16)``, sorted and deduplicated."""
-    try:
-        return tuple(sorted({int(part) for part in text.split(",")}))
-    except ValueError:
-        raise EvalError(f"--k takes comma-separated integers like 1,4,16, got {text!r}") from None
-
-
-def check_options(options: EvalOptions) -> None:
-    """Reject options that cannot work, before any model is loaded."""
-    sampling = options.sampling
-    problems = [(options.n < 1, f"--n must be >= 1, got {options.n}"),
-                (options.limit is not None and options.limit < 1, f"--limit must be >= 1, got {options.limit}"),
-                (sampling.temperature <= 0, f"--temperature must be > 0, got {sampling.temperature}"),
-                (not 0 < sampling.top_p <= 1, f"--top-p must be in (0, 1], got {sampling.top_p}"),
-                (sampling.max_new_tokens < 1, f"--max-new-tokens must be >= 1, got {sampling.max_new_tokens}"),
-                (options.workers is not None and options.workers < 1, f"--workers must be >= 1, got {options.workers}"),
-                (options.batch_size < 1, f"--batch-size must be >= 1, got {options.batch_size}"),
-                (options.threads < 0, f"--threads must be >= 0 (0: torch's default), got {options.threads}"),
-                (options.engine not in ("auto", *ENGINES), f"--engine must be auto, {', '.join(ENGINES)}; "
-                                                           f"got {options.engine!r}")]
-    problems += [(not 1 <= k <= options.n, f"k={k} is out of range: each k must be between 1 and --n ({options.n})")
-                 for k in options.ks]
-    for failed, message in problems:
-        if failed:
-            raise EvalError(message)
 
 
 def select_tasks(base, limit: int | None) -> list[dict]:
@@ -201,8 +149,6 @@ def load_checked(options: EvalOptions, base, tasks: list[dict], log: Callable[[s
     """(model, tokenizer, resolved path); errors name the missing folder or an env
     whose chat prompts the tokenizer cannot render."""
     path = model_path(options.model, log)
-    if path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
-        raise ModelLoadError(f"model folder not found: {path}")
     model, tokenizer = load_model(path, options.dtype, options.device)
     try:
         render_prompts(base, tokenizer, tasks[:1])

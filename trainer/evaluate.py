@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from thinkgym.trainer.eval_options import BATCH_SIZE
 from thinkgym.trainer.policy import Sampling
 from thinkgym.trainer.rollout import RolloutEngine
 
-BATCH_SIZE = 32
 """Sequences sampled at once by default (``thinkgym eval --batch-size``, and the
 held-out eval of ``thinkgym train``): bounds the memory of a batch (its KV cache
 grows with every sequence in flight) and how often the progress bar moves."""

@@ -32,7 +32,8 @@ from thinkgym.trainer.evaluate import render_prompts, sample_and_score
 from thinkgym.trainer.plan import check_processes
 from thinkgym.trainer.rollout import RolloutEngine, make_engine
 from thinkgym.trainer.typed_config import ConfigError
-from thinkgym.trainer.policy import Rollouts, Sampling, check_model_path, load_model, token_logprobs
+from thinkgym.trainer.policy import Rollouts, load_model, token_logprobs
+from thinkgym.trainer.sampling import Sampling, check_model_path
 
 
 _SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on the scoring processes

@@ -9,16 +9,13 @@ for the completion columns (``logits_to_keep``), never for the prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from thinkgym.trainer.sampling import ModelLoadError, Sampling, check_model_path  # noqa: F401 - re-exported
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(ValueError):
-    """A model path or name that cannot be loaded."""
 
 
 def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
@@ -34,22 +31,6 @@ def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
-
-
-def check_model_path(path: str) -> Path:
-    """A local-looking path must be a checkpoint folder; anything else is a hub name."""
-    local = Path(path).expanduser()
-    if (path.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        raise ModelLoadError(f"model path {path!r} is not a Hugging Face checkpoint (no config.json)")
-    return local
-
-
-@dataclass
-class Sampling:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    stop: tuple[str, ...] = ()
 
 
 @dataclass

@@ -45,6 +45,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
     backend.add_tokens([AddedToken(t, normalized=False, special=False) for t in TAGS])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS,
-                                        unk_token=UNK, clean_up_tokenization_spaces=False)
+                                        unk_token=UNK, clean_up_tokenization_spaces=False,
+                                        model_input_names=["input_ids", "attention_mask"])  # a Llama takes no token types
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

@@ -7,8 +7,8 @@
 #   latest            the newest releases that pyproject.toml admits
 #   lowest            constraints/lowest.txt: pyproject's lower bounds
 # torch under `pinned`: an installed build that pyproject admits (say a CUDA one on
-# a GPU box) is kept; without one, torch==2.13.0 is installed (on a CPU-only
-# machine with the local CPU wheel, that one).
+# a GPU box) is kept, one outside its range is refused; without one, torch==2.13.0
+# is installed (on a CPU-only machine with the local CPU wheel, that one).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,6 +18,11 @@ case "$THINKGYM_DEPS" in
   pinned)
     if ! "$PYTHON" -c "import torch" 2>/dev/null; then
       pip_install "torch==2.13.0"
+    elif ! "$PYTHON" -c "import sys, torch; v = tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])); sys.exit(not (2, 8) <= v < (2, 15))"; then
+      # pip would swap it for its default build (CUDA, several GB), maybe not the one the driver needs
+      echo "installed torch $("$PYTHON" -c 'import torch; print(torch.__version__)') is outside the tested range >=2.8,<2.15:" \
+           "install an admitted build for your machine first (e.g. pip install torch==2.13.0)" >&2
+      exit 2
     fi
     pip_install -e ".[dev]" -c constraints/pinned.txt ;;
   latest)

@@ -16,10 +16,6 @@ from thinkgym.trainer.eval_options import BATCH_SIZE
 from thinkgym.trainer.policy import Sampling
 from thinkgym.trainer.rollout import RolloutEngine
 
-"""Sequences sampled at once by default (``thinkgym eval --batch-size``, and the
-held-out eval of ``thinkgym train``): bounds the memory of a batch (its KV cache
-grows with every sequence in flight) and how often the progress bar moves."""
-
 
 def render_prompts(env, tokenizer, tasks) -> tuple[list[str], bool]:
     """Prompt strings for ``tasks``; chat messages go through the tokenizer's chat

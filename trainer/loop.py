@@ -255,13 +255,14 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
             if keep.any():
                 kept.append((_select(rollouts, keep), rewards[keep], tasks))
                 have += int(keep.sum()) // g
-    if not kept:
-        raise RuntimeError(f"step {step}: every group had equal rewards or a sandbox failure ({infra_errors} "
-                           f"completions) in {rounds} rounds; nothing to learn from")
-    rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
-    # Dynamic sampling may overshoot (trim to B groups) or fall short; all ranks
-    # train on the same number of groups, so their optimizer steps line up.
+    # Dynamic sampling may overshoot (trim to B groups) or fall short, and sandbox
+    # failures drop groups; all ranks train on the same number of groups, so their
+    # optimizer steps line up, and all stop together when one has none.
     n_keep = min(distributed.gather(min(have, wanted))) * g
+    if n_keep == 0:
+        raise RuntimeError(f"step {step}: a process had only groups with equal rewards or a sandbox failure "
+                           f"({infra_errors} completions here) in {rounds} rounds; nothing to learn from")
+    rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
     rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
     rewards = torch.cat([k[1] for k in kept])[:n_keep]
     advantages = group_advantages(rewards, g, algo.estimator)
@@ -277,7 +278,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
                "time/score_wait": score_wait, "score/infra_errors": infra_errors,
                "rollout_tokens_per_s": torch.cat(stats["length"]).sum().item() / max(gen_time, 1e-9)}
     metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in components.items()})
-    metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items()})
+    metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in accuracy.items() if v})  # v empty: all failed
     return Batch(rollouts, rewards, advantages, loss_mask, metrics, samples)
 
 
@@ -471,8 +472,9 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         metrics = distributed.mean_metrics({**batch.metrics, **stats, "lr": scheduler.get_last_lr()[0],
                                             "time/update": update_time, "time/step": time.perf_counter() - started,
                                             "train_tokens_per_s": train_tokens / max(update_time, 1e-9)})
-        for key in ("rollout_tokens_per_s", "train_tokens_per_s", "tokens/computed", "tokens/full_width"):
-            metrics[key] *= distributed.world()  # throughput and token counts add up over ranks
+        for key in ("rollout_tokens_per_s", "train_tokens_per_s", "tokens/computed", "tokens/full_width",
+                    "score/infra_errors"):
+            metrics[key] *= distributed.world()  # throughput and counts add up over ranks
         metrics["tokens/padding_saved_frac"] = 1 - metrics["tokens/computed"] / metrics["tokens/full_width"]
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)

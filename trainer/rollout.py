@@ -169,10 +169,10 @@ def _run_layers(layers, hidden, rotary, positions, allowed, cache: _StaticKV):
     ``rotary`` (cos, sin); ``allowed`` is the boolean attention pattern, passed
     as an additive mask (eager and sdpa take it).
 
-    The layers are called as their model calls them: ``(hidden_states,
-    attention_mask, position_ids, cache)`` by position, ``position_embeddings``
-    by name. The cache's keyword changed name (``past_key_values`` in
-    transformers 4, ``cache`` in 5) but not its place, the fourth."""
+    The layers are called with ``(hidden_states, attention_mask, position_ids,
+    cache)`` by position, ``position_embeddings`` by name: the cache's keyword
+    changed name (``past_key_values`` in transformers 4, ``cache`` in 5) but
+    not its place in the signature, the fourth."""
     mask = torch.zeros(allowed.shape, dtype=hidden.dtype, device=hidden.device)
     mask.masked_fill_(~allowed, torch.finfo(hidden.dtype).min)
     for layer in layers:

@@ -18,9 +18,9 @@ case "$THINKGYM_DEPS" in
   pinned)
     if ! "$PYTHON" -c "import torch" 2>/dev/null; then
       pip_install "torch==2.13.0"
-    elif ! "$PYTHON" -c "import sys, torch; v = tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])); sys.exit(not (2, 8) <= v < (2, 15))"; then
+    elif ! "$PYTHON" -c "import sys, torch; v = tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])); sys.exit(not (2, 13) <= v < (2, 15))"; then
       # pip would swap it for its default build (CUDA, several GB), maybe not the one the driver needs
-      echo "installed torch $("$PYTHON" -c 'import torch; print(torch.__version__)') is outside the tested range >=2.8,<2.15:" \
+      echo "installed torch $("$PYTHON" -c 'import torch; print(torch.__version__)') is outside the tested range >=2.13,<2.15:" \
            "install an admitted build for your machine first (e.g. pip install torch==2.13.0)" >&2
       exit 2
     fi

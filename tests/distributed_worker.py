@@ -38,6 +38,7 @@ def main(model_path: str, batch_path: str, out_path: str, agg: str, strategy: st
     params = [p.full_tensor() if isinstance(p, DTensor) else p.detach() for p in model.parameters()]  # all ranks gather
     if rank == 0:
         torch.save({"params": params, "stats": stats}, out_path)
+    distributed.close()
 
 
 if __name__ == "__main__":

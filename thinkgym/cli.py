@@ -24,7 +24,8 @@ import yaml
 from thinkgym.envs import EnvError, list_envs, make
 from thinkgym.envs.tasks import read_jsonl
 from thinkgym.trainer.eval_options import BATCH_SIZE, ENGINE_NAMES, EvalError, EvalOptions, check_options, parse_ks
-from thinkgym.trainer.sampling import Sampling, check_model_path
+from thinkgym.trainer.models import check_model, model_rows
+from thinkgym.trainer.sampling import Sampling
 from thinkgym.trainer.typed_config import yaml_problem
 
 
@@ -159,8 +160,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             limit=args.limit, seed=args.seed, device=args.device, dtype=args.dtype,
             workers=args.workers, engine=args.engine, batch_size=args.batch_size, threads=args.threads)
         check_options(options)
-        if options.model != "tiny":
-            check_model_path(options.model)
+        check_model(options.model)
         from thinkgym.trainer.eval_run import default_out_dir, evaluate_model, summary_rows
         from thinkgym.trainer.loop import resolve_device
 
@@ -173,6 +173,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
           f"in {summary['wall_s']:.1f} s\n")
     print_table(summary_rows(summary), ["metric", "value"])
     print(f"\nSamples and summary: {out}")
+
+
+def cmd_models_list(args: argparse.Namespace) -> None:
+    print("Built-in models: give the name as --model or model.path (a checkpoint folder or a hub name works too).")
+    for name, about, source, state in model_rows():
+        print(f"\n{name}\n  {about}\n  from:  {source}\n  state: {state}")
 
 
 def cmd_sandbox_info(args: argparse.Namespace) -> None:
@@ -214,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("eval", help="pass@k, maj@k and rewards of a model on an environment")
-    evaluate.add_argument("--model", required=True, help="checkpoint folder, hub name, or 'tiny' (the built-in tiny model)")
+    evaluate.add_argument("--model", required=True, help="checkpoint folder, hub name, or a built-in name ('thinkgym models list')")
     evaluate.add_argument("--env", required=True, help="environment id")
     evaluate.add_argument("--arg", "-a", action="append", default=[], metavar="KEY=VALUE", help="env option (repeatable)")
     evaluate.add_argument("--n", type=int, default=16, help="completions per task (default: 16)")
@@ -238,13 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
     evaluate.set_defaults(run=cmd_eval)
 
+    models = commands.add_parser("models", help="the built-in models").add_subparsers(dest="models_command", required=True)
+    models.add_parser("list", help="built-in model names, what each is, where it comes from").set_defaults(
+        run=cmd_models_list)
+
     sandbox = commands.add_parser("sandbox", help="the code sandbox").add_subparsers(dest="sandbox_command", required=True)
     sandbox.add_parser("info", help="which isolation is active").set_defaults(run=cmd_sandbox_info)
     return parser
 
 
 TRAINER_ERRORS = (("thinkgym.trainer.typed_config", "ConfigError"), ("thinkgym.trainer.checkpoint", "CheckpointError"),
-                  ("thinkgym.trainer.sampling", "ModelLoadError"))
+                  ("thinkgym.trainer.models", "ModelLoadError"))
 """(module, class) of the trainer's bad-input exceptions."""
 
 

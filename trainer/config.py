@@ -21,7 +21,7 @@ from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, r
 
 @dataclass
 class ModelConfig:
-    path: str = "tiny"  # "tiny": the built-in model (built on first use); else a checkpoint dir or hub name
+    path: str = "tiny"  # a built-in name ("tiny", "smollm2-135m-instruct"; built on first use), a checkpoint dir or a hub name
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights; the reference is the adapter-free model

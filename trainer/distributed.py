@@ -30,6 +30,15 @@ def init(device: str) -> None:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
 
+def close() -> None:
+    """Leave the process group once every rank is done: a rank that exits with its
+    gloo group still open may abort at exit ("terminate called without an active
+    exception") and fail the run after its work is done."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

@@ -21,7 +21,7 @@ class EvalError(ValueError):
 @dataclass
 class EvalOptions:
     """What ``thinkgym eval`` was asked for. ``model`` is a checkpoint folder, a
-    hub name, or ``"tiny"`` for the built-in tiny model (built on first use)."""
+    hub name, or a built-in name (:data:`~thinkgym.trainer.models.BUILTIN_MODELS`)."""
 
     model: str
     env: str

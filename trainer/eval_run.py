@@ -44,7 +44,8 @@ import transformers
 from thinkgym.rewards.math_answer import canonical_answer, extract_answer, math_reward
 from thinkgym.trainer.eval_options import EvalError, EvalOptions, check_options
 from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
-from thinkgym.trainer.loop import model_path, set_cpu_threads
+from thinkgym.trainer.loop import set_cpu_threads
+from thinkgym.trainer.models import resolve_model
 from thinkgym.trainer.passk import maj_at_k, pass_at_k
 from thinkgym.trainer.policy import load_model
 from thinkgym.trainer.rollout import make_engine
@@ -148,7 +149,7 @@ def sample_rows(samples: Samples, answers: list[str | None], votes: list[Hashabl
 def load_checked(options: EvalOptions, base, tasks: list[dict], log: Callable[[str], None]):
     """(model, tokenizer, resolved path); errors name the missing folder or an env
     whose chat prompts the tokenizer cannot render."""
-    path = model_path(options.model, log)
+    path = resolve_model(options.model, log)
     model, tokenizer = load_model(path, options.dtype, options.device)
     try:
         render_prompts(base, tokenizer, tasks[:1])

@@ -33,7 +33,8 @@ from thinkgym.trainer.plan import check_processes
 from thinkgym.trainer.rollout import RolloutEngine, make_engine
 from thinkgym.trainer.typed_config import ConfigError
 from thinkgym.trainer.policy import Rollouts, load_model, token_logprobs
-from thinkgym.trainer.sampling import Sampling, check_model_path
+from thinkgym.trainer.models import check_model, resolve_model
+from thinkgym.trainer.sampling import Sampling
 
 
 _SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on the scoring processes
@@ -57,13 +58,6 @@ def set_cpu_threads(count: int) -> None:
     1.25x faster (benchmarks/eval_threads.py)."""
     if count:
         torch.set_num_threads(count)
-
-
-def model_path(path: str, log: Callable[[str], None]) -> str:
-    if path == "tiny":
-        from thinkgym.trainer.tiny_model import tiny_model_path
-        return str(tiny_model_path(log=log))
-    return path
 
 
 def make_envs(config: Config, held_out: bool) -> list:
@@ -411,8 +405,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     main = distributed.is_main()
     check_processes(config, distributed.world())
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
-    if config.model.path != "tiny":
-        check_model_path(config.model.path)
+    check_model(config.model.path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     if main:
         warn_if_sandbox_weakened(envs, log)
@@ -425,7 +418,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
                 for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)
-    base_path = model_path(config.model.path, log) if main else None
+    base_path = resolve_model(config.model.path, log) if main else None
     base_path = distributed.gather(base_path)[0]  # rank 0 builds the tiny model once
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer, ref_model = load_policy(config, base_path, latest, device, with_reference=algo.beta > 0)
@@ -489,10 +482,12 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     with distributed.full_params(module):
         after = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,
                                   workers, progress) if main else None
+    processes = distributed.world()
+    distributed.close()
     if not main:
         return {"steps": step}
     logger.close()
-    summary = {"steps": step, "processes": distributed.world(), "before": before, "after": after,
+    summary = {"steps": step, "processes": processes, "before": before, "after": after,
                "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"held-out accuracy: before {_fmt(before)} -> after {_fmt(after)}")

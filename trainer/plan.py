@@ -15,7 +15,7 @@ import thinkgym.envs.registry
 from thinkgym.envs import TextEnv
 from thinkgym.envs.tasks import FORMATS
 from thinkgym.trainer.config import Config
-from thinkgym.trainer.sampling import check_model_path
+from thinkgym.trainer.models import check_model
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -44,11 +44,10 @@ def describe_plan(config: Config, processes: int = 1) -> str:
 def check_run(config: Config, processes: int = 1) -> None:
     """What a run needs beyond a valid config, checked without loading the model
     or data: the batch splits over ``processes``; a local model path is a
-    checkpoint; each env id exists and takes its options (training and
+    checkpoint or a built-in name that can be built; each env id exists and takes its options (training and
     held-out), and a local data file exists."""
     check_processes(config, processes)
-    if config.model.path != "tiny":
-        check_model_path(config.model.path)
+    check_model(config.model.path)
     for i, spec in enumerate(config.envs):
         for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
             check_env_options(f"envs[{i}]", spec.id, kwargs)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from thinkgym.trainer.sampling import ModelLoadError, Sampling, check_model_path  # noqa: F401 - re-exported
+from thinkgym.trainer.models import ModelLoadError, check_model_path
+from thinkgym.trainer.sampling import Sampling
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

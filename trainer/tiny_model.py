@@ -31,8 +31,6 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,11 +41,12 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 import thinkgym
 from thinkgym.trainer.checkpoint import rng_state, set_rng_state
+from thinkgym.trainer.models import BUILTIN_MODELS, cached_model
 from thinkgym.trainer.tiny_tasks import EVAL_SEED, HELD_OUT_TASKS, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.tiny_tokenizer import build_tokenizer
 
-CACHE_NAME = "tiny-v2"
-"""The cache folder name; change it whenever the recipe below changes."""
+CACHE_NAME = BUILTIN_MODELS["tiny"].folder
+"""The cache folder name (change it in :data:`BUILTIN_MODELS` whenever the recipe below changes)."""
 STEPS = 300
 """Pretraining steps of the default build."""
 BATCH_SIZE = 64
@@ -258,36 +257,6 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, steps: int = 
         set_rng_state(rng)
     log(f"built the tiny model in {out_dir} in {time.perf_counter() - started:.0f} s")
     return out_dir
-
-
-def cache_root() -> Path:
-    """``$THINKGYM_CACHE``, else ``~/.cache/thinkgym``."""
-    return Path(os.environ.get("THINKGYM_CACHE") or Path.home() / ".cache" / "thinkgym").expanduser()
-
-
-def cached_model(name: str, build: Callable[[Path], object], log: Callable[[str], None] = print) -> Path:
-    """``<cache_root()>/models/<name>``, made by ``build(folder)`` on first use.
-
-    The build goes to a fresh temporary folder beside it that is renamed into
-    place when complete, so the folder is either absent or whole: an interrupted
-    build leaves only a stray temporary folder (ignored), and when two processes
-    build at once the first rename wins and the other's copy is dropped.
-    """
-    final = cache_root() / "models" / name
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    log(f"building {name} (once) into {final}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
-    try:
-        build(staging)
-        os.rename(staging, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
 
 
 def tiny_model_path(*, steps: int = STEPS, log: Callable[[str], None] = print) -> Path:

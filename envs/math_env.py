@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Mapping
 
@@ -9,7 +10,7 @@ from thinkgym.envs.core import EnvError, Reward, TextEnv
 from thinkgym.envs.generators import make_generator
 from thinkgym.envs.tasks import build_tasks, read_rows, renamer
 from thinkgym.rewards.countdown import countdown_reward
-from thinkgym.rewards.math_answer import check_gold, extract_answer, math_reward
+from thinkgym.rewards.math_answer import EXTRACTIONS, check_gold, extract_answer, math_reward
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,21 @@ def report_gold(name: str, tasks: list[dict], examples: int = 3) -> list[tuple[s
     return bad
 
 
+def _math_accuracy(answer_extraction: str):
+    """The accuracy reward for an answer extraction mode of :data:`EXTRACTIONS`:
+    ``math_reward`` itself for ``"strict"``, else a picklable partial of it (rewards
+    are scored in worker processes). Raises EnvError naming the modes otherwise."""
+    if answer_extraction not in EXTRACTIONS:
+        raise EnvError(f"unknown answer_extraction {answer_extraction!r}; choose one of {list(EXTRACTIONS)}")
+    if answer_extraction == "strict":
+        return math_reward
+    return functools.partial(math_reward, extraction=answer_extraction)
+
+
 def make_math_env(source: str | list | None = None, *, preset: str | None = None, columns: Mapping[str, str] | None = None,
                   split: str = "train", generator: str = "arithmetic", size: int = 100_000, seed: int = 0,
-                  difficulty: Mapping[str, Any] | None = None, prompt: str = PROMPT, **env_kwargs: Any) -> TextEnv:
+                  difficulty: Mapping[str, Any] | None = None, prompt: str = PROMPT, answer_extraction: str = "strict",
+                  **env_kwargs: Any) -> TextEnv:
     """Math tasks from ``source`` (file, hub name or rows) or, when no source is
     given, from the procedural ``generator``.
 
@@ -82,14 +95,21 @@ def make_math_env(source: str | list | None = None, *, preset: str | None = None
             ``answer`` columns, renamed by ``columns={"question": "problem", ...}``.
         generator: ``arithmetic``, ``linear_equation``, ``fraction_arithmetic`` or
             ``countdown`` (scored by ``countdown_reward``); ``difficulty`` holds its knobs.
+        answer_extraction: how ``math_reward`` finds the final answer: ``"strict"``
+            (``\\boxed{}`` or ``<answer>``) or ``"flexible"`` (also "the answer is
+            105" or the last number); countdown takes ``"strict"`` only.
+
+    The env's ``answer_extraction`` attribute holds the mode (None for countdown,
+    which is not scored by ``math_reward``) and ``gold_failures`` the gold answers
+    that do not parse, as (task id, reason).
     """
+    if source is None and generator == "countdown":
+        return _countdown_env(size, seed, difficulty, prompt, answer_extraction, env_kwargs)
+    accuracy = _math_accuracy(answer_extraction)
     if source is None:
         tasks = make_generator(generator, size=size, seed=seed, **dict(difficulty or {}))
-        accuracy = countdown_reward if generator == "countdown" else math_reward
-        if generator == "countdown":
-            prompt = "{question}" if prompt == PROMPT else prompt
         env = TextEnv(tasks, [Reward("accuracy", accuracy)], prompt=prompt, **env_kwargs)
-        env.gold_failures = []
+        env.gold_failures, env.answer_extraction = [], answer_extraction
         return env
     if preset is not None and preset not in PRESETS:
         raise EnvError(f"unknown math preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -100,6 +120,20 @@ def make_math_env(source: str | list | None = None, *, preset: str | None = None
     tasks = build_tasks(name, rows, convert, id_prefix="math")
     for task in tasks:
         task["answer"] = str(task["answer"])
-    env = TextEnv(tasks, [Reward("accuracy", math_reward)], prompt=prompt, **env_kwargs)
-    env.gold_failures = report_gold(name, tasks)
+    env = TextEnv(tasks, [Reward("accuracy", accuracy)], prompt=prompt, **env_kwargs)
+    env.gold_failures, env.answer_extraction = report_gold(name, tasks), answer_extraction
+    return env
+
+
+def _countdown_env(size: int, seed: int, difficulty: Mapping[str, Any] | None, prompt: str, answer_extraction: str,
+                   env_kwargs: dict) -> TextEnv:
+    """Countdown tasks scored by ``countdown_reward``, which reads its own answer format:
+    an ``answer_extraction`` other than ``"strict"`` is an EnvError."""
+    if answer_extraction != "strict":
+        raise EnvError(f"answer_extraction={answer_extraction!r} does not apply to the countdown generator, "
+                       "which countdown_reward scores; leave it \"strict\"")
+    tasks = make_generator("countdown", size=size, seed=seed, **dict(difficulty or {}))
+    env = TextEnv(tasks, [Reward("accuracy", countdown_reward)], prompt="{question}" if prompt == PROMPT else prompt,
+                  **env_kwargs)
+    env.gold_failures, env.answer_extraction = [], None
     return env

@@ -1,7 +1,10 @@
 """Math answer reward: is the final answer of a completion equal to the gold answer?
 
 The final answer is the content of the last ``\\boxed{...}`` (or ``\\fbox{...}``,
-or ``\\boxed 5``) in the completion, else of the last ``<answer>...</answer>``.
+or ``\\boxed 5``) in the completion, else of the last ``<answer>...</answer>``
+(``extraction="strict"``, the default). ``extraction="flexible"``, for models that
+write "The answer is 105." and no box (lm-evaluation-harness's "flexible-extract"),
+falls back to the number after the last "answer" cue, else to the last number.
 Equality is mathematical and decided by math-verify: ``0.5`` equals
 ``\\frac{1}{2}``, ``x = 5`` equals ``5``, ``\\{1,2\\}`` equals ``\\{2,1\\}``, and
 ``2\\sqrt{2}`` equals ``\\sqrt{8}``.
@@ -78,12 +81,23 @@ REASONS = (
 """The reasons :func:`math_reward` gives, besides ``"checker_error: <exception type>"``
 when the check itself fails (its helper process dies, or sympy raises)."""
 
+EXTRACTIONS = ("strict", "flexible")
+"""How :func:`extract_answer` finds the final answer: ``"strict"`` reads boxes and
+``<answer>`` tags only; ``"flexible"`` also reads "the answer is 105" or the last number."""
+
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
 _BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape, or a brace
 _BOX_TOKEN_RE = re.compile(r"[^\s${}]+")
 _INT_RE = re.compile(r"-?\d{1,100}")
 _EULER_RE = re.compile(r"\\mathrm\s*(?:\{\s*e\s*\}|e(?![A-Za-z]))")  # \mathrm{e}, \mathrm e
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+# A number that does not start inside a word, a decimal, a TeX group or a power
+# (``x2``, ``x_1``, ``.5``, ``\frac{3}{4}``, ``x^2``: reading 3 out of ``\frac{3}{4}`` would
+# pass a wrong answer). Linear by construction: past the first digit every part is
+# optional and its backtracking bounded, so a try fails within a few characters
+# or matches, and finditer never reads a matched character twice.
+_NUMBER = r"(?<![\w.{^])-?(?:\d{1,3}(?:,\d{3}(?!\d))+|\d+)(?:\.\d+)?(?:/\d+)?"
+_FLEXIBLE_TOKEN_RE = re.compile(rf"(?P<cue>\banswer\b)|(?P<number>{_NUMBER})|\n", re.IGNORECASE)
 
 
 class _DropDisabledTimeoutWarning(logging.Filter):
@@ -172,21 +186,58 @@ def _strip_delimiters(text: str) -> str:
     return text
 
 
-def extract_answer(completion: str) -> str | None:
+def _check_extraction(extraction: str) -> None:
+    """Raise ValueError unless ``extraction`` is one of :data:`EXTRACTIONS`."""
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"extraction must be one of {', '.join(map(repr, EXTRACTIONS))}, not {extraction!r}")
+
+
+def _flexible_number(text: str) -> str | None:
+    """The number after the last "answer" cue of ``text``, else its last number; None if it has no number.
+
+    A cue is the word "answer" in any case ("The answer is", "**Answer:**", "final
+    answer"); its number is the first one after it on the same line, and a cue
+    without one is skipped. A cue wins over numbers after it ("The answer is 105.
+    That took 3 steps." gives 105): checks and asides follow the answer. A number
+    has an optional minus, thousands separators (``1,234``, returned as ``1234``),
+    decimals and a ``/b`` denominator; a sentence's full stop is not a decimal
+    point. One pass over ``text``: linear on any string.
+    """
+    cued = last = None
+    waiting = False  # a cue on this line has not had its number yet
+    for token in _FLEXIBLE_TOKEN_RE.finditer(text):
+        if token.lastgroup == "cue":
+            waiting = True
+        elif token.lastgroup == "number":
+            last = token.group()
+            if waiting:
+                cued, waiting = last, False
+        else:  # a line break ends a cue's reach
+            waiting = False
+    found = last if cued is None else cued
+    return None if found is None else found.replace(",", "")
+
+
+def extract_answer(completion: str, extraction: str = "strict") -> str | None:
     """The final answer of a completion, or None when it gives none.
 
-    The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5``
-    (nested braces handled), else of the last ``<answer>...</answer>``, with
-    surrounding whitespace and math delimiters (``$...$``, ``\\(...\\)``) removed.
-    A last ``\\boxed{`` that is never closed (a truncated completion) counts as
-    no box. Runs in linear time on any string. One answer per completion, whatever
+    ``"strict"``: the content of the last ``\\boxed{...}`` / ``\\fbox{...}`` /
+    ``\\boxed 5`` (nested braces handled), else of the last ``<answer>...</answer>``,
+    with surrounding whitespace and math delimiters (``$...$``, ``\\(...\\)``)
+    removed. A last ``\\boxed{`` that is never closed (a truncated completion)
+    counts as no box. ``"flexible"``: the strict answer when there is one, else
+    :func:`_flexible_number`'s. Any other ``extraction`` raises ValueError.
+    Runs in linear time on any string. One answer per completion, whatever
     the gold answer: :func:`math_reward` may also read all the boxes together
     (:func:`boxed_answers`) against a gold answer with several parts.
     """
+    _check_extraction(extraction)
     found = last_boxed(completion)
     if found is None:
         found = last_answer_tag(completion)
-    return None if found is None else _strip_delimiters(found)
+    if found is not None:
+        return _strip_delimiters(found)
+    return _flexible_number(completion) if extraction == "flexible" else None
 
 
 def _nesting_depth(text: str) -> int:
@@ -373,21 +424,25 @@ def _boxes_together(completion: str) -> str | None:
     return together if _precheck(together) is None else None
 
 
-def math_reward(completion: str, answer: str | int | float, *, timeout: float = DEFAULT_TIMEOUT) -> Score:
+def math_reward(completion: str, answer: str | int | float, *, extraction: str = "strict",
+                timeout: float = DEFAULT_TIMEOUT) -> Score:
     """1.0 if the completion's final answer equals ``answer`` mathematically, else 0.0.
 
     ``answer`` is the gold answer as LaTeX or plain text (``"1,234"``,
     ``"\\frac{1}{2}"``, ``"(-\\infty, 3]"``, ``"C"``) or a number; anything else
-    (``None``) is ``unparsable_gold``. The final answer is :func:`extract_answer`'s;
-    when ``answer`` has several parts, all the boxes of the completion taken
+    (``None``) is ``unparsable_gold``. The final answer is :func:`extract_answer`'s
+    with ``extraction`` (one found by the flexible fallbacks is judged like any
+    other); when ``answer`` has several parts, all the boxes of the completion taken
     together may form it instead (see the module's docstring). Returns a :class:`Score` whose reason is one of
-    :data:`REASONS`. Never raises, and returns within about ``timeout``
-    seconds, on any thread.
+    :data:`REASONS`. Never raises on any completion or gold answer, and returns
+    within about ``timeout`` seconds, on any thread; an unknown ``extraction`` (a
+    setup error) raises ValueError.
     """
+    _check_extraction(extraction)  # before any early return, so a bad setup always fails
     gold = _gold_text(answer)
     if gold is None:
         return Score(0.0, "unparsable_gold")
-    pred = extract_answer(completion)
+    pred = extract_answer(completion, extraction)
     if pred is None:
         return Score(0.0, "no_answer_found")
     problem = _precheck(pred)

@@ -15,9 +15,10 @@ import pytest
 from thinkgym import make
 from thinkgym.cli import build_parser, main
 from thinkgym.envs import Reward, Scored, TextEnv
+from thinkgym.rewards.math_answer import extract_answer, math_reward
 from thinkgym.trainer.evaluate import Samples, batches, sample_and_score
 from thinkgym.trainer.eval_options import ENGINE_NAMES, EvalError, EvalOptions, parse_ks
-from thinkgym.trainer.eval_run import (default_out_dir, select_tasks, summarize,
+from thinkgym.trainer.eval_run import (default_out_dir, env_extraction, extracted_answers, select_tasks, summarize,
                                        summary_rows, vote_keys, votes_apply)
 from thinkgym.trainer.policy import Sampling, load_model
 from thinkgym.trainer.rollout import HFEngine
@@ -77,9 +78,22 @@ def test_summarize_hand_made_samples():
 def test_summarize_without_votes_reports_maj_as_not_applicable():
     summary = summarize([[True, False]], None, ks=[1, 2], rewards={"accuracy": [1.0, 0.0]}, totals=[1.0, 0.0],
                         lengths=[3, 5], truncated=[False, False])
-    assert summary["maj@k"] is None and summary["pass@k"] == {"1": 0.5, "2": 1.0}
+    assert summary["maj@k"] is None and summary["pass@k"] == {"1": 0.5, "2": 1.0} and summary["format_rate"] is None
     rows = dict(summary_rows(summary))
     assert rows["maj@k"].startswith("n/a") and rows["pass@2"] == 1.0 and rows["length (tokens)"] == 4
+    assert not any(name.startswith("format rate") for name in rows)
+
+
+def test_format_rate_is_the_share_of_strict_answers():
+    texts = ["\\boxed{5}", "<answer>6</answer>", "The answer is 7.", "no number"]
+    answers, formatted = extracted_answers(texts, "flexible")
+    assert answers == ["5", "6", "7", None] and formatted == [True, True, False, False]
+    assert extracted_answers(texts, "strict") == (["5", "6", None, None], formatted)
+    assert extracted_answers(texts, None) == ([None] * 4, None)
+    summary = summarize([[True, False], [False, False]], None, ks=[1], rewards={"accuracy": [1.0, 0, 0, 0]},
+                        totals=[1.0, 0, 0, 0], lengths=[1] * 4, truncated=[False] * 4, formatted=formatted)
+    assert summary["format_rate"] == 0.5
+    assert dict(summary_rows(summary))["format rate (boxed/<answer>)"] == 0.5
 
 
 def test_vote_keys_group_equal_answers_and_split_on_the_verdict():
@@ -91,8 +105,19 @@ def test_vote_keys_group_equal_answers_and_split_on_the_verdict():
 
 def test_maj_applies_to_math_answers_only():
     assert votes_apply(make("thinkgym/Math-v0").unwrapped)
+    assert votes_apply(make("thinkgym/Math-v0", answer_extraction="flexible").unwrapped)
     assert not votes_apply(make("thinkgym/Math-v0", generator="countdown").unwrapped)
     assert not votes_apply(make("thinkgym/JSON-v0").unwrapped)
+
+
+def test_env_extraction_is_the_math_envs_mode():
+    assert env_extraction(make("thinkgym/Math-v0").unwrapped) == "strict"
+    wrapped = make("thinkgym/Math-v0", answer_extraction="flexible", think_format=0.5)
+    assert env_extraction(wrapped.unwrapped) == "flexible"
+    assert env_extraction(make("thinkgym/Math-v0", generator="countdown").unwrapped) is None
+    assert env_extraction(make("thinkgym/JSON-v0").unwrapped) is None
+    own = TextEnv([{"id": "t", "question": "q", "answer": "1"}], [Reward("accuracy", math_reward)])
+    assert env_extraction(own) == "strict"  # an env of one's own scored by math_reward
 
 
 def test_task_selection_and_defaults():
@@ -185,6 +210,30 @@ def test_eval_micro_model_end_to_end(capsys, tmp_path, micro_model):
         assert summary["maj@k"][str(k)] == pytest.approx(float(expected))
     assert summary["reward"]["accuracy"] == pytest.approx(sum(map(sum, outcomes)) / 16)
     assert summary["length_mean"] == pytest.approx(sum(r["length"] for r in rows) / 16)
+    assert summary["answer_extraction"] == "strict" and "format rate" in stdout
+    assert summary["format_rate"] == pytest.approx(sum(r["answer"] is not None for r in rows) / 16)
+
+
+def test_eval_with_a_flexible_env_votes_on_flexible_answers(capsys, tmp_path, micro_model):
+    out = tmp_path / "eval"
+    code, stdout, _ = run(capsys, "eval", "--model", str(micro_model), "--env", TINY_ENV["id"], *tiny_env_args(),
+                          "--arg=answer_extraction=flexible", "--limit", "4", "--n", "4", "--k", "1,4",
+                          "--max-new-tokens", "40", "--workers", "1", "--out", str(out))
+    assert code == 0, stdout
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert summary["answer_extraction"] == summary["options"]["env_args"]["answer_extraction"] == "flexible"
+    assert [r["answer"] for r in rows] == [extract_answer(r["completion"], "flexible") for r in rows]
+    strict = [extract_answer(r["completion"]) for r in rows]
+    assert any(a is None and r["answer"] is not None for a, r in zip(strict, rows)), "no answer came from the fallbacks"
+    assert summary["format_rate"] == pytest.approx(sum(a is not None for a in strict) / 16)
+    assert "format rate (boxed/<answer>)" in stdout
+    by_task = [rows[i:i + 4] for i in range(0, 16, 4)]
+    votes = [[None if r["canonical"] is None else (r["canonical"], r["rewards"]["accuracy"] >= 1) for r in task]
+             for task in by_task]
+    assert any(v is not None for task in votes for v in task)
+    for k in (1, 4):
+        assert summary["maj@k"][str(k)] == pytest.approx(float(sum(brute_maj_at_k(v, k) for v in votes) / 4))
 
 
 def test_eval_is_reproducible_given_the_seed(capsys, tmp_path, micro_model):

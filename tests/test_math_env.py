@@ -3,6 +3,7 @@
 import itertools
 import json
 import logging
+import pickle
 from fractions import Fraction
 
 import pytest
@@ -122,6 +123,45 @@ def test_difficulty_knobs_and_bad_knobs():
         make_generator("countdown", digits=3)
     with pytest.raises(EnvError, match="unknown generator"):
         make_generator("calculus")
+
+
+def test_flexible_answer_extraction_for_datasets_and_generators(tmp_path):
+    path = write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "What is 6 times 7?", "answer": "6*7=42\n#### 42"}])
+    dataset = thinkgym.make("thinkgym/Math-v0", source=path, preset="gsm8k", answer_extraction="flexible")
+    generator = thinkgym.make("thinkgym/Math-v0", generator="arithmetic", size=5, answer_extraction="flexible")
+    for env in (dataset, generator):
+        task = env.tasks[0]
+        assert env.answer_extraction == "flexible"
+        assert env.score(f"The answer is {task['answer']}.", task).reward == 1.0
+        assert env.score(f"The answer is {int(task['answer']) + 1}.", task).reward == 0.0
+        assert env.score(boxed(task["answer"]), task).reward == 1.0
+
+
+def test_strict_is_the_default_and_scores_with_math_reward_itself():
+    from thinkgym.rewards import math_reward
+
+    env = thinkgym.make("thinkgym/Math-v0", size=5)
+    task = env.tasks[0]
+    assert env.answer_extraction == "strict" and env.rewards[0].fn is math_reward
+    scored = env.score(f"The answer is {task['answer']}.", task)
+    assert (scored.reward, scored.reasons["accuracy"]) == (0.0, "no_answer_found")
+
+
+def test_flexible_reward_pickles_for_worker_processes():
+    env = thinkgym.make("thinkgym/Math-v0", size=4, answer_extraction="flexible")
+    fn = pickle.loads(pickle.dumps(env.rewards[0].fn))
+    assert fn("So the answer is 1,234.", answer="1234").reason == "correct"
+    tasks = list(env.tasks)
+    scores = env.score_many([f"Answer: {t['answer']}" for t in tasks], tasks, workers=2)
+    assert [s.reward for s in scores] == [1.0] * 4
+
+
+def test_bad_answer_extraction_and_countdown():
+    with pytest.raises(EnvError, match=r"unknown answer_extraction 'loose'; choose one of \['strict', 'flexible'\]"):
+        thinkgym.make("thinkgym/Math-v0", answer_extraction="loose")
+    with pytest.raises(EnvError, match="does not apply to the countdown generator"):
+        thinkgym.make("thinkgym/Math-v0", generator="countdown", answer_extraction="flexible")
+    assert thinkgym.make("thinkgym/Math-v0", generator="countdown", size=3).answer_extraction is None
 
 
 def solvable(numbers, target):

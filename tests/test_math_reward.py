@@ -12,6 +12,7 @@ import time
 import pytest
 
 from thinkgym.rewards.math_answer import (
+    EXTRACTIONS,
     MAX_ANSWER_CHARS,
     boxed_answers,
     canonical_answer,
@@ -185,6 +186,71 @@ def test_last_boxed_answer_wins_for_the_reward():
 def test_answer_tag_fallback():
     assert math_reward("<think>2+3</think><answer>5</answer>", "5") == 1.0
     assert math_reward("<think>2+3</think><answer>\\frac{10}{2}</answer>", "5") == 1.0
+
+
+# ------------------------------------------------------ flexible extraction
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("The answer is 105.", "105"),  # a sentence's full stop is no decimal point
+        ("Answer: 3/4", "3/4"),
+        ("So the final answer is $-12$.", "-12"),
+        ("**Answer:** 1,234", "1234"),  # thousands separators are dropped
+        ("THE ANSWER IS 2.50 dollars", "2.50"),
+        ("We get 12, then 7 apples.", "7"),  # no cue: the last number
+        ("The answer is 105. That took 3 steps.", "105"),  # the cue wins over a later number
+        ("Answer: 4\nwait, the answer is 5, not 6", "5"),  # the last cue
+        ("The answer is 8.\nI hope this answer helps!", "8"),  # a cue without a number is skipped
+        ("The answer is\n42", "42"),  # a cue reaches to the end of its line, then the last number counts
+        ("x2 = \\frac{3}{4}, y_1 = .5, 2^{10}", "2"),  # no number inside a word, TeX group, decimal or power
+        ("1,2345", "2345"),  # not a thousands separator: two numbers
+        ("5-3=2", "2"),  # a minus after a digit is subtraction
+        ("\\boxed{9} so the answer is 8", "9"),  # a box wins over a cue
+        ("<answer>7</answer> Answer: 8", "7"),  # so does an answer tag
+        ("no numbers at all", None),
+        ("", None),
+    ],
+)
+def test_flexible_extraction(completion, expected):
+    assert extract_answer(completion, "flexible") == expected
+
+
+def test_flexible_answers_are_judged_and_strict_ones_unchanged():
+    completion = "Adding up, the answer is 105."
+    assert (math_reward(completion, "105", extraction="flexible").reason, math_reward(completion, "105").reason) == (
+        "correct", "no_answer_found")
+    assert math_reward("The answer is 3/4.", "\\frac{3}{4}", extraction="flexible").reason == "correct"
+    assert math_reward("The answer is 1,234.", "1234", extraction="flexible").reason == "correct"
+    assert math_reward("I got 7 and 9", "7", extraction="flexible").reason == "wrong_answer"
+    assert math_reward("I give up.", "7", extraction="flexible").reason == "no_answer_found"
+    assert math_reward("\\boxed{6} though the answer is 7", "7", extraction="flexible").reason == "wrong_answer"
+
+
+def test_unknown_extraction_is_a_value_error_naming_the_modes():
+    assert EXTRACTIONS == ("strict", "flexible")
+    with pytest.raises(ValueError, match="'strict', 'flexible'.*'loose'"):
+        extract_answer("\\boxed{1}", "loose")
+    with pytest.raises(ValueError, match="'strict', 'flexible'"):
+        math_reward("\\boxed{1}", None, extraction="loose")  # even when the gold alone would fail
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        pytest.param("answer " * 200_000, None, id="cues-without-numbers"),
+        pytest.param("1," * 200_000, "1", id="almost-thousands"),
+        pytest.param("1,23" * 100_000, "23", id="broken-thousands"),
+        pytest.param("-" * 400_000 + "7", "-7", id="minuses"),
+        pytest.param("1." * 200_000, "1.1", id="almost-decimals"),
+        pytest.param("1/" * 200_000, "1/1", id="almost-fractions"),
+        pytest.param("x1" * 200_000, None, id="digits-inside-words"),
+        pytest.param("The answer is " + "a" * 400_000 + " 5", "5", id="long-line-after-a-cue"),
+    ],
+)
+def test_flexible_extraction_is_linear_on_adversarial_strings(completion, expected):
+    # The regexes are linear by construction; a quadratic scan of these 400k
+    # characters would not finish within the test run.
+    assert extract_answer(completion, "flexible") == expected
 
 
 def test_multiple_choice_gold_with_parentheses_and_wrong_letter():

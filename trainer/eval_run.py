@@ -9,9 +9,13 @@ tasks, scores them with the environment, and reports:
 - maj@k, majority voting over the samples' extracted answers, estimated without
   bias over the ``n`` samples (:func:`~thinkgym.trainer.passk.maj_at_k`). It
   applies to environments scored by ``math_reward`` only: their answers are
-  extracted with ``extract_answer`` and grouped by ``canonical_answer``. Code,
-  JSON and countdown answers have many correct forms and no canonical one to vote
-  on, so there maj@k is reported as not applicable (``null``);
+  extracted with ``extract_answer``, in the env's ``answer_extraction`` mode
+  (strict or flexible), and grouped by ``canonical_answer``. Code, JSON and
+  countdown answers have many correct forms and no canonical one to vote on, so
+  there maj@k is reported as not applicable (``null``);
+- the format rate of a math env: the fraction of completions that give a strict
+  answer (a ``\\boxed{}`` or an ``<answer>`` tag), whatever the env's mode, so a
+  flexible eval still shows how often the model follows the format;
 - the mean of each reward component and of the total reward, the mean completion
   length in tokens, and the fraction of completions cut at ``max_new_tokens``.
 
@@ -25,7 +29,8 @@ Samples are generated ``batch_size`` sequences at a time, with a progress bar
 on stderr, on ``threads`` torch threads (as ``train.cpu_threads``).
 
 Files written to the output folder: ``samples.jsonl`` (one row per completion)
-and ``summary.json`` (the options and every number the table shows).
+and ``summary.json`` (the options, the answer extraction mode, and every number
+the table shows).
 """
 
 from __future__ import annotations
@@ -63,10 +68,21 @@ def select_tasks(base, limit: int | None) -> list[dict]:
     return [base.tasks[i] for i in range(min(limit, len(base.tasks)))]
 
 
+def env_extraction(base) -> str | None:
+    """The env's answer extraction mode (``"strict"`` or ``"flexible"``) when its
+    accuracy is ``math_reward``'s, else None. Math-v0 envs say so in their
+    ``answer_extraction`` attribute; an env of one's own built on ``math_reward``
+    itself extracts strictly."""
+    extraction = getattr(base, "answer_extraction", None)
+    if extraction is None and base.rewards[0].fn is math_reward:
+        return "strict"
+    return extraction
+
+
 def votes_apply(base) -> bool:
     """Whether maj@k applies: the env's accuracy is ``math_reward``, whose answers
     ``extract_answer`` finds and ``canonical_answer`` groups."""
-    return base.rewards[0].fn is math_reward
+    return env_extraction(base) is not None
 
 
 def vote_keys(answers: Sequence[str | None], correct: Sequence[bool]) -> list[Hashable | None]:
@@ -87,7 +103,7 @@ def mean(values: Sequence[float]) -> float:
 
 def summarize(correct: Sequence[Sequence[bool]], votes: Sequence[Sequence[Hashable | None]] | None,
               ks: Sequence[int], rewards: dict[str, Sequence[float]], totals: Sequence[float],
-              lengths: Sequence[int], truncated: Sequence[bool]) -> dict:
+              lengths: Sequence[int], truncated: Sequence[bool], formatted: Sequence[bool] | None = None) -> dict:
     """The metrics of an eval, from per-task samples (pure; no model involved).
 
     Args:
@@ -99,10 +115,13 @@ def summarize(correct: Sequence[Sequence[bool]], votes: Sequence[Sequence[Hashab
         rewards: each reward component's value per sample (flat, task-major).
         totals: the total (weighted) reward per sample.
         lengths, truncated: completion tokens and cut-off flag per sample.
+        formatted: per sample, whether it gives a strict answer (flat), or None
+            when the env extracts no math answers.
 
     Returns ``pass@k`` and ``maj@k`` (``{str(k): mean over tasks}``; ``maj@k`` is
     None when it does not apply), ``reward`` (``"total"`` and each component's
-    mean), ``length_mean`` and ``truncated_fraction``.
+    mean), ``format_rate`` (None without ``formatted``), ``length_mean`` and
+    ``truncated_fraction``.
     """
     def per_task_mean(metric: Callable[[int], list[float]]) -> dict[str, float]:
         return {str(k): mean(metric(k)) for k in ks}
@@ -113,6 +132,7 @@ def summarize(correct: Sequence[Sequence[bool]], votes: Sequence[Sequence[Hashab
         maj_k = per_task_mean(lambda k: [maj_at_k(v, list(c), k) for v, c in zip(votes, correct)])
     return {"pass@k": pass_k, "maj@k": maj_k,
             "reward": {"total": mean(totals), **{name: mean(values) for name, values in rewards.items()}},
+            "format_rate": None if formatted is None else mean([float(f) for f in formatted]),
             "length_mean": mean(lengths), "truncated_fraction": mean([float(t) for t in truncated])}
 
 
@@ -124,8 +144,18 @@ def summary_rows(summary: dict) -> list[tuple[str, float | str]]:
     else:
         rows += [(f"maj@{k}", v) for k, v in summary["maj@k"].items()]
     rows += [(f"reward: {name}", v) for name, v in summary["reward"].items()]
+    if summary["format_rate"] is not None:
+        rows.append(("format rate (boxed/<answer>)", summary["format_rate"]))
     rows += [("length (tokens)", summary["length_mean"]), ("truncated", summary["truncated_fraction"])]
     return rows
+
+
+def extracted_answers(texts: Sequence[str], extraction: str | None) -> tuple[list[str | None], list[bool] | None]:
+    """(each completion's answer in the env's ``extraction`` mode, whether each gives a
+    strict answer); all None and None when the env extracts no math answers."""
+    if extraction is None:
+        return [None] * len(texts), None
+    return [extract_answer(t, extraction) for t in texts], [extract_answer(t) is not None for t in texts]
 
 
 def default_out_dir(env_id: str) -> Path:
@@ -178,19 +208,21 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
                                workers=options.workers, desc="eval")
 
     correct = samples.correct(base)
-    answers = [extract_answer(t) if votes_apply(base) else None for t in samples.texts]
+    extraction = env_extraction(base)
+    answers, formatted = extracted_answers(samples.texts, extraction)
     votes = vote_keys(answers, correct) if votes_apply(base) else None
     metrics = summarize(correct=[correct[i:i + n] for i in range(0, len(correct), n)],
                         votes=[votes[i:i + n] for i in range(0, len(votes), n)] if votes is not None else None,
                         ks=options.ks, rewards={r.name: [s.rewards[r.name] for s in samples.scored] for r in base.rewards},
                         totals=[s.reward for s in samples.scored], lengths=samples.lengths.tolist(),
-                        truncated=samples.truncated.tolist())
+                        truncated=samples.truncated.tolist(), formatted=formatted)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "samples.jsonl").open("w", encoding="utf-8") as f:
         for row in sample_rows(samples, answers, votes):
             f.write(json.dumps(row) + "\n")
-    summary = {"model": options.model, "model_path": path, "env": options.env, "options": _options_record(options),
+    summary = {"model": options.model, "model_path": path, "env": options.env, "answer_extraction": extraction,
+               "options": _options_record(options),
                "n": n, "k": list(options.ks), "tasks": len(tasks), **metrics,
                "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                             "transformers": transformers.__version__},

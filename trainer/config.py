@@ -77,7 +77,7 @@ class AlgorithmSection:
 
 @dataclass
 class TrainConfig:
-    steps: int = 150
+    steps: int = 250
     prompts_per_step: int = 16  # B
     group_size: int = 8  # G completions per prompt
     epochs_per_batch: int = 1  # mu

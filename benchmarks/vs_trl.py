@@ -2,17 +2,23 @@
 
     python benchmarks/vs_trl.py            # full run (about 20 minutes on 2 CPU cores)
     python benchmarks/vs_trl.py --quick    # a smaller run (under 5 minutes)
+    python benchmarks/vs_trl.py --models smollm2            # the real model (about 35 minutes on 2 cores)
+    python benchmarks/vs_trl.py --models smollm2 --device cuda   # on a GPU, in bfloat16
 
-For each model (the tiny built-in Llama, and a random-init Qwen2-architecture
-model with Qwen's 151,936-token vocabulary from ``benchmarks/qwen_random.py``)
+For each model (the tiny built-in Llama, a random-init Qwen2-architecture
+model with Qwen's 151,936-token vocabulary from ``benchmarks/qwen_random.py``,
+and, with ``--models smollm2``, the pretrained SmolLM2-135M-Instruct, the
+built-in model ``smollm2-135m-instruct`` of ``thinkgym.trainer.models``)
 and each KL setting (beta = 0, and beta > 0 with a reference model), both
 trainers run GRPO steps on the tiny arithmetic environment
 (``thinkgym.trainer.tiny_model.TINY_ENV``) with identical settings: prompts per
 step B, completions per prompt G, max completion length, temperature 1, top-p
 1, no top-k, mu = 1 (``num_iterations=1``), Dr. GRPO loss (constant
 normalisation by the max completion length, no std scaling), clip 0.2, k3 KL
-with ``beta``, AdamW at a constant learning rate, grad clip 1.0, float32, the
-same micro-batch size (one optimizer step per B x G completions, with gradient
+with ``beta``, AdamW at a constant learning rate, grad clip 1.0, the same
+weight dtype (``--dtype``: float32 on CPU, bfloat16 on CUDA by default; TRL
+gets ``bf16=True``, its own default, with bfloat16 weights), the same
+micro-batch size (one optimizer step per B x G completions, with gradient
 accumulation), the same torch thread count, and the same prompts in the same
 order: TRL gets a ``datasets.Dataset`` of exactly the prompts thinkgym's task
 sampler draws at each step (``shuffle_dataset=False``), with an ``answer``
@@ -25,7 +31,8 @@ without a vLLM server); thinkgym also buckets micro-batches by length (its
 default).
 
 Each run is a subprocess of its own, so peak memory (``VmHWM``, the peak
-resident set of the training process) is not polluted by the other side; the
+resident set of the training process; on CUDA ``torch.cuda.max_memory_allocated``)
+is not polluted by the other side; the
 sides alternate (thinkgym, TRL, thinkgym, TRL, ...) so load from other
 processes hits both alike. The first ``--warmup`` steps of each run are
 discarded; the tables give medians over the remaining steps of all rounds.
@@ -61,15 +68,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Per-model workload. The tiny model uses the default run's batch (configs/tiny.yaml);
-# the 151k-vocabulary model a smaller one, so that a full run fits ~20 min on 2 cores.
+# the 151k-vocabulary model a smaller one, so that a full run fits ~20 min on 2 cores;
+# SmolLM2 (135M parameters, 30 layers) the Qwen model's batch, at a pretrained model's learning rate.
 FULL = {
     "tiny": dict(prompts=16, group=8, max_new_tokens=64, micro=32, lr=1e-4, steps=10, layers=None),
     "qwen": dict(prompts=2, group=8, max_new_tokens=32, micro=16, lr=1e-5, steps=6, layers=4),
+    "smollm2": dict(prompts=2, group=8, max_new_tokens=32, micro=16, lr=1e-6, steps=6, layers=None),
 }
 QUICK = {
     "tiny": dict(prompts=16, group=8, max_new_tokens=64, micro=32, lr=1e-4, steps=5, layers=None),
     "qwen": dict(prompts=2, group=4, max_new_tokens=16, micro=8, lr=1e-5, steps=4, layers=2),
+    "smollm2": dict(prompts=2, group=4, max_new_tokens=16, micro=8, lr=1e-6, steps=4, layers=None),
 }
+SMOLLM2 = "smollm2-135m-instruct"  # a built-in model name (thinkgym.trainer.models)
 BETA_KL = 0.04  # the GRPO paper's (and TRL's former default) KL coefficient
 
 
@@ -124,6 +135,9 @@ def model_dir(name: str, layers: int | None) -> str:
     if name == "tiny":
         from thinkgym.trainer.tiny_model import tiny_model_path
         return str(tiny_model_path())
+    if name == "smollm2":  # a cached checkpoint folder, so both sides load the same files
+        from thinkgym.trainer.models import resolve_model
+        return resolve_model(SMOLLM2)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from qwen_random import qwen_random_path
     return str(qwen_random_path(layers=layers))
@@ -135,7 +149,7 @@ def model_dir(name: str, layers: int | None) -> str:
 def thinkgym_overrides(spec: dict, out_dir: str) -> list[str]:
     """The thinkgym config of a run: the default env (TINY_ENV), Dr. GRPO, everything pinned."""
     batch = spec["prompts"] * spec["group"]
-    return [f"model.path={spec['path']}", "model.dtype=float32", "model.gradient_checkpointing=false",
+    return [f"model.path={spec['path']}", f"model.dtype={spec['dtype']}", "model.gradient_checkpointing=false",
             f"train.steps={spec['steps']}", f"train.prompts_per_step={spec['prompts']}",
             f"train.group_size={spec['group']}", "train.epochs_per_batch=1",
             f"train.mini_batch_size={batch}", f"train.micro_batch_size={spec['micro']}",
@@ -222,7 +236,7 @@ def run_trl(spec: dict) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(spec["path"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=getattr(torch, spec["dtype"]))
 
     timing = {"generate_s": 0.0, "score_s": 0.0, "tokens": 0, "rewards": [], "truncated": 0}
     generate = type(model).generate
@@ -266,7 +280,7 @@ def run_trl(spec: dict) -> dict:
     args = GRPOConfig(
         output_dir=str(Path(spec["workdir"]) / "trl"), report_to="none", logging_steps=1, save_strategy="no",
         disable_tqdm=True, seed=spec["seed"], max_steps=spec["steps"], use_cpu=spec["device"] == "cpu",
-        bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0,
+        bf16=spec["dtype"] == "bfloat16", fp16=False, gradient_checkpointing=False, dataloader_num_workers=0,
         per_device_train_batch_size=spec["micro"], gradient_accumulation_steps=batch // spec["micro"],
         num_generations=spec["group"], max_completion_length=spec["max_new_tokens"], shuffle_dataset=False,
         temperature=1.0, top_p=1.0, top_k=0, num_iterations=1, beta=spec["beta"], epsilon=0.2,
@@ -346,17 +360,22 @@ def round_ratios(tg_runs: list[dict], trl_runs: list[dict], warmup: int) -> list
 
 def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
     m = info["machine"]
+    memory = "peak GPU memory" if info["device"].startswith("cuda") else "peak RSS"
     lines = [
         "## thinkgym vs TRL `GRPOTrainer`",
         "",
-        f"`python benchmarks/vs_trl.py{' --quick' if args.quick else ''}` ({time.strftime('%Y-%m-%d')}, "
+        f"`python benchmarks/vs_trl.py{' --quick' if args.quick else ''}"
+        f"{'' if args.models == 'tiny,qwen' else ' --models ' + args.models}"
+        f"{'' if args.device == 'auto' else ' --device ' + args.device}"
+        f"{'' if args.dtype == 'auto' else ' --dtype ' + args.dtype}` ({time.strftime('%Y-%m-%d')}, "
         f"{elapsed / 60:.0f} min): {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['gpu']}, "
         f"{m['os']}, Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}; "
+        f"device {info['device']}, {info['dtype']} weights; "
         f"{args.threads} torch thread(s) on both sides; load average {info['load_before']} before, "
         f"{info['load_after']} after. Both sides in fresh subprocesses, alternating "
         f"(thinkgym, TRL) x {args.rounds}; medians over the steps after the first {args.warmup} of each run.",
         "",
-        "| model | beta | trainer | step (s) | rollout tok/s | training tok/s | step tok/s | peak RSS (MiB) "
+        f"| model | beta | trainer | step (s) | rollout tok/s | training tok/s | step tok/s | {memory} (MiB) "
         "| tokens/step |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -376,13 +395,16 @@ def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
         f"{r['label']} beta {r['beta']:g}: thinkgym {r['thinkgym']['generate_s']:.2f} / "
         f"{r['thinkgym']['logprobs_s']:.2f}+{r['thinkgym']['update_s']:.2f}, "
         f"TRL {r['trl']['generate_s']:.2f} / {r['trl']['step_s'] - r['trl']['generate_s']:.2f}" for r in results)]
-    lines += ["", "Step time, peak RSS: thinkgym/TRL below 1 favours thinkgym; tokens/s: above 1 favours thinkgym. "
+    lines += ["", f"Step time, {memory}: thinkgym/TRL below 1 favours thinkgym; tokens/s: above 1 favours thinkgym. "
               "Rollout tok/s = completion tokens / generation time; training tok/s = completion tokens / "
               "(step - generation - time waiting for rewards); step tok/s = completion tokens / step time. "
-              "Peak RSS = VmHWM of the training process at its last step (model load included)."]
+              + ("Peak GPU memory = torch.cuda.max_memory_allocated of the training process at its last step."
+                 if memory == "peak GPU memory" else
+                 "Peak RSS = VmHWM of the training process at its last step (model load included).")]
     lines += ["", "Settings: " + "; ".join(
         f"{r['label']}: B={r['spec']['prompts']} prompts x G={r['spec']['group']}, max {r['spec']['max_new_tokens']} "
-        f"new tokens, micro-batch {r['spec']['micro']}, lr {r['spec']['lr']:g}, {r['spec']['steps']} steps per run"
+        f"new tokens, micro-batch {r['spec']['micro']}, lr {r['spec']['lr']:g}, {r['spec']['steps']} steps per run, "
+        f"{r['dtype']}"
         for r in results if r["beta"] == 0)]
     return "\n".join(lines)
 
@@ -390,7 +412,7 @@ def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps, one round, a smaller Qwen (< 5 min)")
-    parser.add_argument("--models", default="tiny,qwen", help="comma-separated: tiny, qwen")
+    parser.add_argument("--models", default="tiny,qwen", help="comma-separated: tiny, qwen, smollm2")
     parser.add_argument("--betas", default=f"0,{BETA_KL}", help="comma-separated KL coefficients")
     parser.add_argument("--rounds", type=int, default=None, help="alternating (thinkgym, TRL) pairs per setting "
                         "(default 2; 1 with --quick)")
@@ -398,6 +420,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps per run, warm-up included (default per model)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides (default 1)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="weights on both sides (default: bfloat16 on CUDA, float32 on CPU)")
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
     parser.add_argument("--worker", choices=["thinkgym", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -406,6 +430,9 @@ def main() -> int:
     if args.worker:
         worker(args.worker, args.spec, args.result)
         return 0
+    unknown = set(args.models.split(",")) - set(FULL)
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FULL)}")
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
 
@@ -413,7 +440,11 @@ def main() -> int:
     ensure_installed()
     import torch
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    info = {"machine": machine(), "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
+    dtype = ("bfloat16" if device.startswith("cuda") else "float32") if args.dtype == "auto" else args.dtype
+    info = {"machine": machine(), "device": device, "dtype": dtype,
+            "load_before": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()), flush=True)
     workloads = QUICK if args.quick else FULL
     log_dir = Path(tempfile.mkdtemp(prefix="thinkgym-vs-trl-"))
@@ -424,25 +455,25 @@ def main() -> int:
         path = model_dir(name, w.pop("layers"))
         if args.steps:
             w["steps"] = args.steps
-        label = "tiny Llama (0.65M)" if name == "tiny" else \
-            f"random Qwen2 ({_params(path) / 1e6:.0f}M, {workloads[name]['layers']} layers, 151,936 vocab)"
+        label = _label(name, path, workloads[name]["layers"])
         for beta in (float(b) for b in args.betas.split(",")):
             runs = {"thinkgym": [], "trl": []}
             for round_ in range(args.rounds):
                 for side in ("thinkgym", "trl"):
                     spec = {**w, "name": f"{name}-b{beta:g}", "path": path, "beta": beta, "threads": args.threads,
-                            "device": device, "seed": 0, "round": round_,
+                            "device": device, "dtype": dtype, "seed": 0, "round": round_,
                             "workdir": tempfile.mkdtemp(prefix=f"{side}-", dir=log_dir)}
                     result = run_side(side, spec, log_dir)
                     runs[side].append(result)
                     s = summarize([result], args.warmup)
                     print(f"{name} beta={beta:g} round {round_ + 1}/{args.rounds} {side:8s}: step {s['step_s']:.2f} s, "
                           f"{s['step_tps']:.0f} tok/s (rollout {s['rollout_tps']:.0f}, training {s['train_tps']:.0f}), "
-                          f"{s['tokens']:.0f} tokens/step, peak RSS {s['peak_mb']:.0f} MiB, run {result['wall_s']:.0f} s",
+                          f"{s['tokens']:.0f} tokens/step, peak memory {s['peak_mb']:.0f} MiB, run {result['wall_s']:.0f} s",
                           flush=True)
             tg, tr = summarize(runs["thinkgym"], args.warmup), summarize(runs["trl"], args.warmup)
             ratio = {k: tg[k] / tr[k] for k in ("step_s", "rollout_tps", "train_tps", "step_tps", "peak_mb")}
-            results.append({"model": name, "label": label, "beta": beta, "spec": w, "thinkgym": tg, "trl": tr,
+            results.append({"model": name, "label": label, "beta": beta, "dtype": dtype, "spec": w,
+                            "thinkgym": tg, "trl": tr,
                             "ratio": ratio, "round_ratios": round_ratios(runs["thinkgym"], runs["trl"], args.warmup),
                             "runs": runs})
     info["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -454,6 +485,14 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"info": info, "results": results, "elapsed_s": elapsed,
                                                "args": vars(args)}, indent=2))
     return 0
+
+
+def _label(name: str, path: str, layers: int | None) -> str:
+    if name == "tiny":
+        return "tiny Llama (0.65M)"
+    if name == "smollm2":
+        return f"SmolLM2-135M-Instruct ({_params(path) / 1e6:.0f}M, 49,152 vocab)"
+    return f"random Qwen2 ({_params(path) / 1e6:.0f}M, {layers} layers, 151,936 vocab)"
 
 
 def _params(path: str) -> int:

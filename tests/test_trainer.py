@@ -85,7 +85,9 @@ def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp
 def test_train_logs_checkpoints_and_resumes(micro_model, tmp_path):
     out = tmp_path / "run"
     config = load_config(write_config(tmp_path / "c.yaml", micro_model, out))
-    summary = train(config, progress=False, log=lambda s: None)
+    lines = []
+    summary = train(config, progress=False, log=lines.append)
+    assert summary["answer_extraction"] == ["strict"] and "answer extraction: thinkgym/Math-v0 strict" in lines
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for key in ["reward/mean", "reward/std", "reward/accuracy", "accuracy/thinkgym/Math-v0", "length/mean",

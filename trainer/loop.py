@@ -407,8 +407,11 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     check_model(config.model.path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
+    extraction = [getattr(env.unwrapped, "answer_extraction", None) for env in envs]  # recorded in the summary
     if main:
         warn_if_sandbox_weakened(envs, log)
+        if any(extraction):
+            log("answer extraction: " + ", ".join(f"{s.id} {m}" for s, m in zip(config.envs, extraction) if m))
         ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     distributed.barrier()
     algo = config.algorithm.resolve()
@@ -487,7 +490,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     if not main:
         return {"steps": step}
     logger.close()
-    summary = {"steps": step, "processes": processes, "before": before, "after": after,
+    summary = {"steps": step, "processes": processes, "answer_extraction": extraction, "before": before, "after": after,
                "checkpoint": str(out / "checkpoint"), "metrics": str(out / "metrics.jsonl"), "plot": str(logger.plot())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log(f"held-out accuracy: before {_fmt(before)} -> after {_fmt(after)}")

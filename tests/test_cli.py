@@ -20,6 +20,8 @@ def test_envs_list_and_show(capsys):
     code, out, _ = run(capsys, "envs", "show", "thinkgym/Math-v0", "--arg", "generator=countdown", "-a", "style=r1_zero")
     assert code == 0 and "Using the numbers" in out and "Assistant: <think>" in out
     assert "accuracy" in out and "countdown_reward" in out
+    code, out, _ = run(capsys, "envs", "show", "thinkgym/Math-v0", "-a", "answer_extraction=flexible")
+    assert code == 0 and "math_reward(extraction='flexible')" in out
 
 
 def test_score_writes_rows_and_summary(capsys, tmp_path):

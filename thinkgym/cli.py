@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import subprocess
@@ -80,8 +81,15 @@ def cmd_envs_show(args: argparse.Namespace) -> None:
         for message in obs:
             print(f"[{message['role']}]\n{message['content']}")
     print("\nReward components:")
-    print_table([(r.name, getattr(r.fn, "__name__", repr(r.fn)), r.weight) for r in base.rewards],
-                ["name", "function", "weight"])
+    print_table([(r.name, function_name(r.fn), r.weight) for r in base.rewards], ["name", "function", "weight"])
+
+
+def function_name(fn) -> str:
+    """``math_reward``, or ``math_reward(extraction='flexible')`` for a partial."""
+    if isinstance(fn, functools.partial):
+        options = ", ".join(f"{k}={v!r}" for k, v in fn.keywords.items())
+        return f"{function_name(fn.func)}({options})"
+    return getattr(fn, "__name__", repr(fn))
 
 
 def read_completions(path: Path) -> list[dict]:

@@ -95,6 +95,7 @@ def test_the_smollm2_conversion_is_a_plain_checkpoint_with_the_gguf_weights(smol
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert tokenizer.eos_token == "<|im_end|>" and model.generation_config.eos_token_id == tokenizer.eos_token_id
+    assert tokenizer("Compute 7 × 8.").input_ids == [45319, 216, 39, 15493, 216, 40, 30]  # as SmolLM2 reads it: no BOS
     chat = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
                                          add_generation_prompt=True)
     assert chat.endswith("<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n")

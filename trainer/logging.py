@@ -4,6 +4,7 @@ progress bar with the key numbers, ``samples.jsonl``, and a PNG of the curves.""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +62,28 @@ class RunLogger:
             self.tensorboard.close()
 
     def plot(self) -> Path:
-        """``curves.png``: reward, accuracy and completion length per step."""
+        """``curves.png``: the reward and its components, accuracy per env, completion
+        length, KL to the reference, entropy and clip fractions, per step."""
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         rows = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines() if line.strip()]
         steps = [r["step"] for r in rows]
-        panels = [("reward", ["reward/mean"]), ("accuracy", sorted({k for r in rows for k in r if k.startswith("accuracy/")})),
-                  ("completion length", ["length/mean", "length/max"])]
-        figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-        for axis, (title, keys) in zip(axes, panels):
-            for key in keys:
-                axis.plot(steps, [r.get(key) for r in rows], label=key)
+        keys = sorted({k for r in rows for k in r})
+        panels = [("reward", [k for k in keys if k.startswith("reward/") and k != "reward/std"]),
+                  ("accuracy", [k for k in keys if k.startswith("accuracy/")]),
+                  ("completion length", ["length/mean", "length/max"]),
+                  ("KL to the reference", ["kl_ref"]),
+                  ("entropy", ["entropy"]),
+                  ("clipped tokens", ["clip_frac_low", "clip_frac_high"])]
+        figure, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+        for axis, (title, names) in zip(axes.flat, panels):
+            for key in names:
+                values = [r.get(key) for r in rows]
+                axis.plot(steps, [math.nan if v is None else v for v in values], label=key)
+            if all(r.get("kl_ref") is None for r in rows) and names == ["kl_ref"]:
+                title += " (none: beta = 0)"
             axis.set_title(title)
             axis.set_xlabel("step")
             axis.legend(fontsize=7)

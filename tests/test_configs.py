@@ -32,7 +32,7 @@ def test_recipe_names():
     ("train.lr=fast", "train.lr: expected float, got 'fast'"),
     ("train.group_size=1", "train.group_size must be >= 2"),
     ("train.mini_batch_size=7", "must divide prompts_per_step x group_size"),
-    ("algorithm.preset=ppo", "algorithm.preset: must be one of"),
+    ("algorithm.preset=trpo", "algorithm.preset: must be one of"),
     ("envs=[{id: thinkgym/Mth-v0}]", "did you mean 'thinkgym/Math-v0'"),
     ("envs=[{id: thinkgym/Math-v0, kwargs: {source: missing.jsonl}}]", "dataset file not found: missing.jsonl"),
     ("envs=[{id: thinkgym/Math-v0, kwargs: {colour: red}}]", "unexpected keyword argument 'colour'"),

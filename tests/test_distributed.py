@@ -59,14 +59,14 @@ def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg,
     assert two["stats"]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_nproc_2_trains_and_resumes(micro_model, tmp_path, strategy):
+@pytest.mark.parametrize("strategy,preset", [("ddp", "grpo"), ("fsdp", "grpo"), ("fsdp", "ppo")])  # ppo: critic too
+def test_nproc_2_trains_and_resumes(micro_model, tmp_path, strategy, preset):
     out = tmp_path / "run"
-    config = write_config(tmp_path / "c.yaml", micro_model, out, steps=2, prompts_per_step=4)
+    config = write_config(tmp_path / "c.yaml", micro_model, out, preset, steps=2, prompts_per_step=4)
     command = [sys.executable, "-m", "thinkgym", "train", "--nproc", "2", "--set", f"train.strategy={strategy}"]
     first = subprocess.run([*command, "--config", config], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
-    more = write_config(tmp_path / "c.yaml", micro_model, out, steps=3, prompts_per_step=4)
+    more = write_config(tmp_path / "c.yaml", micro_model, out, preset, steps=3, prompts_per_step=4)
     again = subprocess.run([*command, "--config", more, "--resume"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

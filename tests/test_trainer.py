@@ -37,12 +37,12 @@ def seven_env(**kwargs):
 thinkgym.register("tests/Seven-v0", seven_env)
 
 
-def write_config(path, model, out, **train):
+def write_config(path, model, out, preset="grpo", **train):
     config = {
         "model": {"path": model},
         "envs": [{"id": "thinkgym/Math-v0", "kwargs": {**ENV_KWARGS, "seed": 1}, "eval_kwargs": {"seed": 0}}],
         "sampling": {"max_new_tokens": 16},
-        "algorithm": {"preset": "grpo"},
+        "algorithm": {"preset": preset},
         "train": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "mini_batch_size": 4, "micro_batch_size": 2,
                   "lr": 1e-3, "score_workers": 1, "cpu_threads": 1, **train},
         "output": {"dir": str(out), "eval_tasks": 2, "checkpoint_every": 1, "samples_every": 1, "samples_per_log": 100},
@@ -127,12 +127,13 @@ def samples_by_step(out):
     return [(r["step"], r["task_id"], r["completion"]) for r in rows]
 
 
-def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path):
+@pytest.mark.parametrize("preset", ["grpo", "ppo"])  # ppo: the critic and its optimizer resume too
+def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path, preset):
     whole = tmp_path / "whole"
-    assert run_cli("--config", write_config(tmp_path / "a.yaml", micro_model, whole, steps=5)).wait(300) == 0
+    assert run_cli("--config", write_config(tmp_path / "a.yaml", micro_model, whole, preset, steps=5)).wait(300) == 0
 
     killed = tmp_path / "killed"
-    config = write_config(tmp_path / "b.yaml", micro_model, killed, steps=5)
+    config = write_config(tmp_path / "b.yaml", micro_model, killed, preset, steps=5)
     process = run_cli("--config", config)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # kill once step 2's checkpoint is on disk

@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from thinkgym.trainer.advantages import ESTIMATORS
+from thinkgym.trainer.advantages import ESTIMATORS, TOKEN_ESTIMATORS
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 """Loss aggregations of :func:`~thinkgym.trainer.algorithms.aggregate`."""
 KL_KINDS = ("k1", "k2", "k3")
 """KL estimators of :func:`~thinkgym.trainer.algorithms.kl_penalty`."""
 OVERLONG = (None, "soft_penalty", "mask_truncated")
+LOSS_NAMES = ("ppo_clip", "cispo")
+"""Policy losses of :data:`~thinkgym.trainer.algorithms.LOSSES` (a test keeps the two equal)."""
 
 
 @dataclass(frozen=True)
@@ -25,23 +27,35 @@ class AlgorithmConfig:
     """Every algorithm choice of a training run; ``PRESETS`` holds the named ones.
 
     Attributes:
-        estimator: advantage estimator, a key of ``ESTIMATORS``.
-        clip_low, clip_high: the ratio is clipped to ``[1 - clip_low, 1 + clip_high]``.
-        dual_clip: dual-clip bound ``c > 1`` for negative advantages, or None.
+        estimator: advantage estimator: a group one, a key of ``ESTIMATORS``, or
+            ``"gae"`` (``TOKEN_ESTIMATORS``: PPO with a critic).
+        loss: policy loss, one of ``LOSS_NAMES``: ``"ppo_clip"`` (``policy_loss``)
+            or ``"cispo"`` (``cispo_loss``).
+        clip_low, clip_high: the ratio (``ppo_clip``) or the importance-sampling
+            weight (``cispo``) is clipped to ``[1 - clip_low, 1 + clip_high]``;
+            ``cispo`` also takes ``clip_low = 1``, no lower bound.
+        dual_clip: dual-clip bound ``c > 1`` for negative advantages, or None (``ppo_clip`` only).
         agg: loss aggregation, one of ``AGGREGATIONS``.
-        ratio_level: ``"token"`` (PPO/GRPO) or ``"sequence"`` (GSPO).
+        ratio_level: ``"token"`` (PPO/GRPO) or ``"sequence"`` (GSPO; ``ppo_clip`` only).
         kl: KL estimator for the penalty, one of ``KL_KINDS``.
-        beta: KL coefficient; 0 drops the penalty and the reference model.
+        beta: KL coefficient; 0 drops the penalty and the reference model. With
+            a group estimator the penalty goes into the loss (GRPO); with
+            ``"gae"`` it goes into the per-token reward, ``r_t - beta * kl_t``
+            (InstructGPT, Ouyang et al. 2022).
         dynamic_sampling: DAPO: drop groups whose rewards are all equal
             (``informative_groups``) and sample more prompts.
         overlong: what to do with answers that hit the length limit: None;
             ``"soft_penalty"`` (DAPO's ``thinkgym.rewards.overlong_penalty`` added to the reward);
             ``"mask_truncated"`` (DAPO's overlong filtering: their tokens leave the loss mask).
         overlong_buffer: ``L_cache`` as a fraction of the max completion length.
+        gamma, lam: GAE's discount and ``lambda`` (``"gae"`` only), each in ``[0, 1]``.
+        whiten_advantages: whiten the GAE advantages over the batch's valid tokens (``"gae"`` only).
+        vf_clip: the critic's value-clip range (``value_loss``'s ``clip``), > 0, or None for no clip.
         paper: where the recipe comes from.
     """
 
     estimator: str = "grpo"
+    loss: str = "ppo_clip"
     clip_low: float = 0.2
     clip_high: float = 0.2
     dual_clip: float | None = None
@@ -52,21 +66,41 @@ class AlgorithmConfig:
     dynamic_sampling: bool = False
     overlong: str | None = None
     overlong_buffer: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_advantages: bool = True
+    vf_clip: float | None = 0.2
     paper: str = ""
 
+    @property
+    def uses_critic(self) -> bool:
+        """PPO (``gae``): a critic's values make the advantages, and ``-beta * KL_t``
+        goes into the per-token reward; the group estimators put ``beta * KL`` into the loss."""
+        return self.estimator in TOKEN_ESTIMATORS
+
     def __post_init__(self):
+        cispo = self.loss == "cispo"
         checks = {
-            "estimator": (self.estimator in ESTIMATORS, sorted(ESTIMATORS)),
-            "clip_low": (0.0 <= self.clip_low < 1.0, "a number in [0, 1)"),
+            "estimator": (self.estimator in ESTIMATORS or self.estimator in TOKEN_ESTIMATORS,
+                          sorted(ESTIMATORS) + list(TOKEN_ESTIMATORS)),
+            "loss": (self.loss in LOSS_NAMES, list(LOSS_NAMES)),
+            "clip_low": (0.0 <= self.clip_low <= 1.0 if cispo else 0.0 <= self.clip_low < 1.0,
+                         "a number in [0, 1] for loss cispo" if cispo else "a number in [0, 1)"),
             "clip_high": (self.clip_high >= 0.0, "a number >= 0"),
-            "dual_clip": (self.dual_clip is None or self.dual_clip > 1.0, "None or a number > 1"),
+            "dual_clip": (self.dual_clip is None if cispo else self.dual_clip is None or self.dual_clip > 1.0,
+                          "None for loss cispo" if cispo else "None or a number > 1"),
             "agg": (self.agg in AGGREGATIONS, list(AGGREGATIONS)),
-            "ratio_level": (self.ratio_level in ("token", "sequence"), ["token", "sequence"]),
+            "ratio_level": (self.ratio_level == "token" if cispo else self.ratio_level in ("token", "sequence"),
+                            ["token"] if cispo else ["token", "sequence"]),
             "kl": (self.kl in KL_KINDS, list(KL_KINDS)),
             "beta": (self.beta >= 0.0, "a number >= 0"),
             "dynamic_sampling": (isinstance(self.dynamic_sampling, bool), "true or false"),
             "overlong": (self.overlong in OVERLONG, list(OVERLONG)),
             "overlong_buffer": (0.0 < self.overlong_buffer <= 1.0, "a fraction in (0, 1]"),
+            "gamma": (0.0 <= self.gamma <= 1.0, "a number in [0, 1]"),
+            "lam": (0.0 <= self.lam <= 1.0, "a number in [0, 1]"),
+            "whiten_advantages": (isinstance(self.whiten_advantages, bool), "true or false"),
+            "vf_clip": (self.vf_clip is None or self.vf_clip > 0.0, "None or a number > 0"),
         }
         for key, (ok, expected) in checks.items():
             if not ok:
@@ -105,6 +139,24 @@ PRESETS: dict[str, AlgorithmConfig] = {
     "gspo": AlgorithmConfig(
         estimator="grpo", clip_low=3e-4, clip_high=4e-4, agg="seq-mean-token-mean", ratio_level="sequence",
         paper="Zheng et al. 2025, Group Sequence Policy Optimization (arXiv:2507.18071)"),
+    # PPO with a critic (Schulman et al. 2017) as in RLHF (InstructGPT, Ouyang et al.
+    # 2022; TRL's PPOTrainer, OpenRLHF): per-token GAE advantages (gamma 1, lam
+    # 0.95) whitened over the batch, clip 0.2, a clipped value loss (0.2), token
+    # means. The KL is not in the loss: beta * k1 goes into the per-token reward,
+    # r_t - beta * (logp_t - ref_t), InstructGPT style (TRL's default kl_coef 0.05).
+    "ppo": AlgorithmConfig(
+        estimator="gae", loss="ppo_clip", clip_low=0.2, clip_high=0.2, agg="token-mean", kl="k1", beta=0.05,
+        gamma=1.0, lam=0.95, whiten_advantages=True, vf_clip=0.2,
+        paper="Schulman et al. 2017, PPO (arXiv:1707.06347); Ouyang et al. 2022, InstructGPT (arXiv:2203.02155)"),
+    # CISPO (MiniMax-M1, Chen et al. 2025): group-normalised advantages, token means
+    # (1 / sum_i |o_i|), no KL; the importance-sampling weight is clipped and
+    # detached, so every token keeps its gradient. The paper sets no lower bound
+    # (clip_low 1: weights in [0, 1 + clip_high]) and tunes only the upper one
+    # without publishing it; clip_high 4 caps the weight at 5, TRL's recommended
+    # epsilon_high for cispo (ScaleRL's eps_max, Khatri et al. 2025, arXiv:2510.13786).
+    "cispo": AlgorithmConfig(
+        estimator="grpo", loss="cispo", clip_low=1.0, clip_high=4.0, agg="token-mean", beta=0.0,
+        paper="Chen et al. 2025, MiniMax-M1, CISPO (arXiv:2506.13585)"),
 }
 
 
@@ -120,12 +172,14 @@ def preset(name: str, **overrides) -> AlgorithmConfig:
 
 def presets_table() -> str:
     """A markdown table of the presets, one row each, for the README."""
-    header = ("| preset | advantages | loss aggregation | clip (low / high) | ratio | KL (beta) "
+    header = ("| preset | advantages | loss | loss aggregation | clip (low / high) | ratio | KL (beta) "
               "| dynamic sampling | overlong | paper |")
-    rows = [header, "|" + " --- |" * 9]
+    rows = [header, "|" + " --- |" * 10]
     for name, c in PRESETS.items():
-        kl = f"{c.kl} ({c.beta:g})" if c.beta else "none"
+        gae = c.estimator in TOKEN_ESTIMATORS
+        advantages = f"{c.estimator} (gamma {c.gamma:g}, lam {c.lam:g})" if gae else c.estimator
+        kl = (f"{c.kl} ({c.beta:g})" + (" in reward" if gae else "")) if c.beta else "none"
         overlong = f"{c.overlong} ({c.overlong_buffer:g})" if c.overlong else "-"
-        rows.append(f"| `{name}` | {c.estimator} | {c.agg} | {c.clip_low:g} / {c.clip_high:g} | {c.ratio_level} "
-                    f"| {kl} | {'yes' if c.dynamic_sampling else 'no'} | {overlong} | {c.paper} |")
+        rows.append(f"| `{name}` | {advantages} | {c.loss} | {c.agg} | {c.clip_low:g} / {c.clip_high:g} "
+                    f"| {c.ratio_level} | {kl} | {'yes' if c.dynamic_sampling else 'no'} | {overlong} | {c.paper} |")
     return "\n".join(rows)

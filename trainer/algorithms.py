@@ -1,14 +1,34 @@
-"""The RL algorithms of thinkgym: advantages, the policy loss, KL penalties, presets.
+"""The RL algorithms of thinkgym: advantages, policy and value losses, KL penalties, presets.
 
 Each piece is a small pure tensor function with its formula and paper in the
 docstring; the trainer composes them per step::
 
     adv = group_advantages(rewards, G, cfg.estimator)              # [N]
-    loss, metrics = policy_loss(logp, old_logp, adv, mask, clip_low=cfg.clip_low,
-                                clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
-                                agg=cfg.agg, ratio_level=cfg.ratio_level)
+    loss, metrics = LOSSES[cfg.loss](logp, old_logp, adv, mask, clip_low=cfg.clip_low,
+                                     clip_high=cfg.clip_high, dual_clip=cfg.dual_clip,
+                                     agg=cfg.agg, norm_length=None, ratio_level=cfg.ratio_level)
     if cfg.beta:
         loss = loss + cfg.beta * aggregate(kl_penalty(logp, ref_logp, cfg.kl), mask, cfg.agg)
+
+PPO with a critic (``cfg.estimator == "gae"``) puts the KL into the per-token
+reward instead and fits the critic alongside::
+
+    adv, ret = gae(token_rewards, values, mask, cfg.gamma, cfg.lam)  # [N, T] each
+    if cfg.whiten_advantages:
+        adv = whiten(adv, mask)
+    loss, metrics = LOSSES[cfg.loss](logp, old_logp, adv, mask, ...)
+    v_loss, v_metrics = value_loss(new_values, values, ret, mask, clip=cfg.vf_clip, agg=cfg.agg)
+
+The policy losses are registered by name in ``LOSSES`` (``register_loss``), as the
+advantage estimators are in ``ESTIMATORS``. One contract for all of them::
+
+    fn(logprobs [N, T], old_logprobs [N, T], advantages [N] or [N, T], mask [N, T], *,
+       clip_low, clip_high, dual_clip, agg, norm_length, ratio_level) -> (loss, metrics)
+
+``loss`` is a scalar to call ``backward`` on; ``metrics`` maps names to detached
+0-d tensors, at least ``clip_frac_low``, ``clip_frac_high`` and ``approx_kl``. A
+loss that cannot honour an argument's value (``cispo`` with ``dual_clip`` or
+``ratio_level="sequence"``) raises ``ValueError`` naming it, never ignores it.
 
 Shapes: ``N`` completions (``B`` prompts x ``G`` completions each, a prompt's
 ``G`` completions consecutive), ``T`` completion tokens; ``mask`` is 1 on the
@@ -21,10 +41,29 @@ config is validated before torch loads; they are re-exported here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from thinkgym.trainer.advantages import ESTIMATORS, group_advantages, register_estimator  # noqa: F401 - re-exported
-from thinkgym.trainer.algorithm_config import AGGREGATIONS, KL_KINDS, PRESETS, AlgorithmConfig, preset, presets_table  # noqa: F401 - re-exported
+from thinkgym.trainer.advantages import (  # noqa: F401 - re-exported
+    ESTIMATORS, TOKEN_ESTIMATORS, gae, group_advantages, register_estimator, whiten)
+from thinkgym.trainer.algorithm_config import (  # noqa: F401 - re-exported
+    AGGREGATIONS, KL_KINDS, LOSS_NAMES, PRESETS, AlgorithmConfig, preset, presets_table)
+
+PolicyLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+LOSSES: dict[str, PolicyLoss] = {}
+"""The policy losses by name; each keeps the contract of the module docstring."""
+
+
+def register_loss(name: str) -> Callable[[PolicyLoss], PolicyLoss]:
+    """Register a policy loss ``fn(logprobs, old_logprobs, advantages, mask, *, clip_low,
+    clip_high, dual_clip, agg, norm_length, ratio_level) -> (loss, metrics)`` under ``name``."""
+
+    def add(fn: PolicyLoss) -> PolicyLoss:
+        LOSSES[name] = fn
+        return fn
+
+    return add
 
 
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -76,6 +115,7 @@ def _token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((values * mask).sum() / mask.sum().clamp(min=1.0)).detach()
 
 
+@register_loss("ppo_clip")
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
                 mask: torch.Tensor, *, clip_low: float = 0.2, clip_high: float = 0.2,
                 dual_clip: float | None = None, agg: str = "token-mean", norm_length: float | None = None,
@@ -117,9 +157,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or mask.shape != logprobs.shape:
         raise ValueError(f"logprobs, old_logprobs and mask must share one [N, T] shape, got "
                          f"{tuple(logprobs.shape)}, {tuple(old_logprobs.shape)}, {tuple(mask.shape)}")
-    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
-        raise ValueError(f"advantages must be [N] or [N, T] for logprobs {tuple(logprobs.shape)}, "
-                         f"got {tuple(advantages.shape)}")
+    _check_advantages(advantages, logprobs)
     if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
         raise ValueError(f"need 0 <= clip_low < 1 and clip_high >= 0, got {clip_low}, {clip_high}")
     if dual_clip is not None and dual_clip <= 1.0:
@@ -155,6 +193,158 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     if dual_clip is not None:
         metrics["dual_clip_frac"] = _token_mean(((r > dual_clip) & (adv < 0)).to(r.dtype), mask)
     return loss, metrics
+
+
+def _check_advantages(advantages: torch.Tensor, logprobs: torch.Tensor) -> None:
+    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
+        raise ValueError(f"advantages must be [N] or [N, T] for logprobs {tuple(logprobs.shape)}, "
+                         f"got {tuple(advantages.shape)}")
+
+
+@register_loss("cispo")
+def cispo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+               mask: torch.Tensor, *, clip_low: float, clip_high: float, dual_clip: float | None = None,
+               agg: str, norm_length: float | None = None,
+               ratio_level: str = "token") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CISPO (MiniMax-M1, Chen et al. 2025, arXiv:2506.13585): clip the importance-sampling
+    weight, not the update.
+
+    Per valid token, with ratio ``r = exp(logp - old_logp)`` and advantage ``A``::
+
+        w = sg(clip(r, 1 - clip_low, 1 + clip_high))      (sg = stop-gradient)
+        l = -w A logp
+
+    then ``loss = aggregate(l, mask, agg, norm_length)``. The gradient is
+    REINFORCE's, ``-w A grad logp``, reweighted by the bounded weight: unlike the
+    PPO clip, which zeroes the gradient of a token whose ratio left the trust
+    region, every token keeps a gradient, so the rare reflective tokens
+    ("However", "Wait") that PPO clips away after one update still learn. With
+    ``token-mean`` this is the paper's ``1 / sum_i |o_i|`` normalisation (eq. 4).
+
+    ``clip_low`` / ``clip_high`` bound the weight to ``[1 - clip_low, 1 + clip_high]``,
+    as ``clip_ratio_low`` / ``clip_ratio_high`` do in verl's ``cispo`` loss.
+    MiniMax-M1 sets no lower bound and tunes only the upper one: ``clip_low = 1``
+    (the lower bound 0 never binds, the weight is positive). TRL's
+    ``epsilon_high`` for ``cispo`` is the cap itself, so its recommended 5.0 is
+    ``clip_high = 4`` here. The loss value is not the objective's value (the
+    log-probs enter linearly), only its gradient is meaningful.
+
+    Same keyword arguments as :func:`policy_loss`; ``dual_clip`` must be None (the
+    weight is already bounded above) and ``ratio_level`` ``"token"`` (the weight
+    is per token).
+
+    Returns:
+        ``(loss, metrics)``: a scalar loss and detached 0-d tensors:
+        ``clip_frac_low`` / ``clip_frac_high`` (fraction of valid tokens whose
+        weight was clipped: ``r < 1 - clip_low`` / ``r > 1 + clip_high``, whatever
+        the sign of ``A``), ``approx_kl`` (mean k3 estimate ``r - 1 - log r`` of
+        KL(old || new) per token).
+    """
+    if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or mask.shape != logprobs.shape:
+        raise ValueError(f"logprobs, old_logprobs and mask must share one [N, T] shape, got "
+                         f"{tuple(logprobs.shape)}, {tuple(old_logprobs.shape)}, {tuple(mask.shape)}")
+    _check_advantages(advantages, logprobs)
+    if not (0.0 <= clip_low <= 1.0 and clip_high >= 0.0):
+        raise ValueError(f"cispo needs 0 <= clip_low <= 1 and clip_high >= 0, got {clip_low}, {clip_high}")
+    if dual_clip is not None:
+        raise ValueError(f"dual_clip does not apply to cispo (its weight is bounded by 1 + clip_high); "
+                         f"got {dual_clip}, pass None")
+    if ratio_level != "token":
+        raise ValueError(f"cispo clips a per-token weight: ratio_level must be 'token', got {ratio_level!r}")
+
+    valid = mask > 0
+    mask = mask.to(logprobs.dtype)
+    adv = advantages.detach().to(logprobs.dtype)
+    if adv.dim() == 1:
+        adv = adv.unsqueeze(-1).expand_as(logprobs)
+    log_ratio = torch.where(valid, logprobs.detach() - old_logprobs.detach(), torch.zeros_like(logprobs))
+    r = torch.exp(log_ratio)
+    weight = r.clamp(1.0 - clip_low, 1.0 + clip_high)
+    logp = torch.where(valid, logprobs, torch.zeros_like(logprobs))  # padding may hold -inf
+    loss = aggregate(-weight * adv * logp, mask, agg, norm_length)
+    metrics = {
+        "clip_frac_low": _token_mean((r < 1.0 - clip_low).to(r.dtype), mask),
+        "clip_frac_high": _token_mean((r > 1.0 + clip_high).to(r.dtype), mask),
+        "approx_kl": _token_mean(torch.expm1(log_ratio) - log_ratio, mask),
+    }
+    return loss, metrics
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               *, clip: float | None = None, agg: str = "token-mean",
+               norm_length: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped value loss (Schulman et al. 2017; as in OpenRLHF, TRL and verl).
+
+    Per valid token, with the critic's new value ``V``, its value at rollout time
+    ``V_old`` and the GAE return ``R``::
+
+        l = 0.5 (V - R)^2                                              clip None
+        l = 0.5 max((V - R)^2, (V_old + clamp(V - V_old, -clip, clip) - R)^2)   otherwise
+
+    then ``loss = aggregate(l, mask, agg, norm_length)``. The clipped form keeps a
+    value update within ``clip`` of the old value from lowering the loss (the
+    pessimistic max, like the policy clip).
+
+    Args:
+        values: ``[N, T]`` the critic's values, with gradient.
+        old_values: ``[N, T]`` its values when the batch was collected (no gradient).
+        returns: ``[N, T]`` the targets, ``gae``'s returns (no gradient).
+        mask: ``[N, T]`` 1 for valid completion tokens, 0 for padding.
+        clip: the value-clip range, > 0, or None.
+
+    Returns:
+        ``(loss, metrics)``: a scalar loss and detached 0-d tensors over the valid
+        tokens: ``value_clip_frac`` (fraction where the clipped term is strictly
+        the larger one; 0 without ``clip``), ``value_mean`` (mean of ``V``) and
+        ``explained_variance`` ``1 - Var(R - V) / Var(R)`` (population variances;
+        1 is a perfect critic, 0 one no better than the mean return, negative
+        worse; defined as 0 when ``Var(R) = 0`` or no token is valid).
+    """
+    if values.dim() != 2 or old_values.shape != values.shape or returns.shape != values.shape \
+            or mask.shape != values.shape:
+        raise ValueError(f"values, old_values, returns and mask must share one [N, T] shape, got "
+                         f"{tuple(values.shape)}, {tuple(old_values.shape)}, {tuple(returns.shape)}, "
+                         f"{tuple(mask.shape)}")
+    if clip is not None and not clip > 0.0:
+        raise ValueError(f"value clip must be None or > 0, got {clip}")
+
+    valid = mask > 0
+    mask = mask.to(values.dtype)
+    zeros = torch.zeros_like(values)
+    v = torch.where(valid, values, zeros)
+    old = torch.where(valid, old_values.detach().to(values.dtype), zeros)
+    ret = torch.where(valid, returns.detach().to(values.dtype), zeros)
+    unclipped = (v - ret).square()
+    if clip is None:
+        losses = 0.5 * unclipped
+        clipped_wins = torch.zeros_like(unclipped, dtype=torch.bool)
+    else:
+        clipped = (old + (v - old).clamp(-clip, clip) - ret).square()
+        losses = 0.5 * torch.maximum(unclipped, clipped)
+        clipped_wins = clipped.detach() > unclipped.detach()
+    loss = aggregate(losses, mask, agg, norm_length)
+
+    m = mask.detach().float()
+    vd, rd = v.detach().float(), ret.detach().float()
+    metrics = {
+        "value_clip_frac": _token_mean(clipped_wins.float(), m),
+        "value_mean": _token_mean(vd, m),
+        "explained_variance": _explained_variance(vd, rd, m),
+    }
+    return loss, metrics
+
+
+def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - Var(R - V) / Var(R)`` over the valid tokens (population variances), 0 when ``Var(R) = 0``."""
+    count = mask.sum().clamp(min=1.0)
+
+    def var(x: torch.Tensor) -> torch.Tensor:
+        mean = (x * mask).sum() / count
+        return ((x - mean).square() * mask).sum() / count
+
+    var_r = var(returns)
+    ev = 1.0 - var(returns - values) / var_r.clamp(min=torch.finfo(var_r.dtype).tiny)
+    return torch.where(var_r > 0, ev, torch.zeros_like(ev)).detach()
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str) -> torch.Tensor:

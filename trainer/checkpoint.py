@@ -14,7 +14,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -94,15 +94,18 @@ def load_optimizer_state(model, optimizer, state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(out: Path, model, tokenizer, trainer_state: dict[str, Any],
-                    weights: dict[str, Any] | None = None) -> Path:
+                    weights: dict[str, Any] | None = None, write_more: Callable[[Path], None] | None = None) -> Path:
     """Write model, tokenizer and ``trainer_state`` (optimizer, scheduler, step,
     RNG states...) to ``out/checkpoint`` atomically. ``weights``: the model's
-    full state dict when ``model`` itself holds only shards (see :func:`gather_state`)."""
+    full state dict when ``model`` itself holds only shards (see :func:`gather_state`).
+    ``write_more(folder)`` adds to the checkpoint being written (PPO's critic)."""
     staging = Path(tempfile.mkdtemp(prefix="checkpoint.tmp-", dir=out))
     try:
         model.save_pretrained(staging, state_dict=weights)
         tokenizer.save_pretrained(staging)
         torch.save(trainer_state, staging / STATE_FILE)
+        if write_more:
+            write_more(staging)
         final, old = out / "checkpoint", out / "checkpoint.old"
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)

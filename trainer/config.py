@@ -4,7 +4,8 @@ The defaults are the embedded default run (``configs/tiny.yaml``): the tiny
 built-in model, Dr. GRPO on two-digit arithmetic, a few minutes on 2 CPU cores.
 
 Every hyper-parameter is visible here, with its default. ``algorithm.preset``
-picks a named recipe (``grpo``, ``dr_grpo``, ``dapo``, ``rloo``, ``gspo``); any
+picks a named recipe (``grpo``, ``dr_grpo``, ``dapo``, ``rloo``, ``gspo``, ``cispo``, and
+``ppo`` with a critic: the ``critic`` section); any
 field set next to it overrides the preset.
 """
 
@@ -52,8 +53,9 @@ class SamplingConfig:
 class AlgorithmSection:
     """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
 
-    preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo"] = "dr_grpo"
+    preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo", "ppo", "cispo"] = "dr_grpo"
     estimator: Optional[str] = None
+    loss: Optional[str] = None
     clip_low: Optional[float] = None
     clip_high: Optional[float] = None
     dual_clip: Optional[float] = None
@@ -64,15 +66,30 @@ class AlgorithmSection:
     dynamic_sampling: Optional[bool] = None
     overlong: Optional[str] = None
     overlong_buffer: Optional[float] = None
+    gamma: Optional[float] = None
+    lam: Optional[float] = None
+    whiten_advantages: Optional[bool] = None
+    vf_clip: Optional[float] = None  # 0: no value clipping
     max_resample_rounds: int = 4  # dynamic sampling: extra generation rounds before training on what there is
 
     def resolve(self) -> AlgorithmConfig:
         overrides = {f.name: getattr(self, f.name) for f in dataclasses.fields(AlgorithmConfig)
                      if hasattr(self, f.name) and getattr(self, f.name) is not None}
+        if overrides.get("vf_clip") == 0:  # None here means "the preset's"
+            overrides["vf_clip"] = None
         try:
             return dataclasses.replace(PRESETS[self.preset], **overrides)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None  # the message names the key: algorithm.<field>
+
+
+@dataclass
+class CriticConfig:
+    """PPO's value model (``algorithm.estimator: gae``); unused by the group estimators."""
+
+    path: Optional[str] = None  # None: the policy's model; else a critic checkpoint or a causal LM to put a value head on
+    lr: Optional[float] = None  # None: train.lr
+    warmup_steps: int = 0  # steps that train the critic alone before the policy moves
 
 
 @dataclass
@@ -118,6 +135,7 @@ class Config:
     envs: list[EnvConfig] = field(default_factory=lambda: [tiny_env()])
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -134,8 +152,14 @@ def check(c: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
-    if t.group_size < 2:
-        raise ConfigError(f"train.group_size must be >= 2 (advantages compare completions of a prompt), got {t.group_size}")
+    algo = c.algorithm.resolve()
+    if t.group_size < (1 if algo.uses_critic else 2):
+        raise ConfigError(f"train.group_size must be >= 2 (advantages compare completions of a prompt), got "
+                          f"{t.group_size}; PPO (algorithm.preset ppo: a critic's values) takes any group size")
+    if c.critic.lr is not None and not 0 < c.critic.lr < 1:
+        raise ConfigError(f"critic.lr must be in (0, 1), got {c.critic.lr}")
+    if c.critic.warmup_steps < 0:
+        raise ConfigError(f"critic.warmup_steps must be >= 0, got {c.critic.warmup_steps}")
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
     if c.sampling.temperature <= 0 or not 0 < c.sampling.top_p <= 1:
@@ -152,7 +176,6 @@ def check(c: Config) -> None:
     for i, env in enumerate(c.envs):
         if env.weight <= 0:
             raise ConfigError(f"envs[{i}].weight must be > 0, got {env.weight}")
-    c.algorithm.resolve()
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:

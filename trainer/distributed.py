@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
 import torch
@@ -31,12 +32,16 @@ def init(device: str) -> None:
 
 
 def close() -> None:
-    """Leave the process group once every rank is done: a rank that exits with its
-    gloo group still open may abort at exit ("terminate called without an active
-    exception") and fail the run after its work is done."""
+    """Leave the process group once every rank is done, then give gloo's worker
+    threads a moment without the GIL: a thread that retires a finished collective
+    may still hold tensors whose Python objects it must release, and if the
+    interpreter is already shutting down when it asks for the GIL, the process
+    aborts ("terminate called without an active exception") after its work is
+    done (pytorch/pytorch#179291; seen 1 run in 40 here under CPU load)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        time.sleep(0.2)  # releases the GIL; the retiring thread needs microseconds once scheduled
 
 
 def rank() -> int:
@@ -110,38 +115,55 @@ def wrap(model, device: str, strategy: str = "ddp") -> torch.nn.Module:
     if world() == 1:
         return module
     if strategy == "fsdp":
-        return _shard(module, device)
+        mesh = _shard(module, model, device)
+        # FSDP takes the first module to run forward as its root. Rollouts call the
+        # model's layers outside this module, so run it once now (one token, all ranks).
+        one = torch.ones(1, 1, dtype=torch.long, device=mesh.device_type)
+        with torch.no_grad():
+            module(one, one, one, one, 1.0, False)
+        module.reshard()  # the root keeps its weights gathered after a forward (for the backward)
+        return module
+    return _ddp(module, device)
+
+
+def wrap_critic(critic, device: str, strategy: str = "ddp") -> torch.nn.Module:
+    """PPO's critic (:class:`~thinkgym.trainer.critic.Critic`) as :func:`wrap` does
+    the policy: itself on one rank, else in DDP or sharded by FSDP2 (it runs only
+    through its own forward, so it is its own root)."""
+    if world() == 1:
+        return critic
+    if strategy == "fsdp":
+        _shard(critic, critic.trunk, device)
+        return critic
+    return _ddp(critic, device)
+
+
+def _ddp(module: torch.nn.Module, device: str) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [torch.cuda.current_device()] if device.startswith("cuda") else None
     return DistributedDataParallel(module, device_ids=ids)
 
 
-def _shard(module: TokenLogprobs, device: str) -> torch.nn.Module:
+def _shard(module: torch.nn.Module, model, device: str):
     """FSDP2 (``fully_shard``) over ``module``: one parameter group per decoder
-    layer (each gathered just for its own forward and backward), and the rest
-    (embeddings, final norm, LM head, tied or not) in the root group of
-    ``module`` itself, whose forward is the update's forward pass. Gradients are
-    reduce-scattered, averaged over ranks as under DDP."""
+    layer of ``model`` (each gathered just for its own forward and backward), and
+    the rest (embeddings, final norm, LM or value head, tied or not) in the root
+    group of ``module`` itself, whose forward is the update's forward pass.
+    Gradients are reduce-scattered, averaged over ranks as under DDP. Returns the mesh."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    blocks = set(getattr(module.model, "_no_split_modules", None) or ())
-    layers = [m for m in module.model.modules() if type(m).__name__ in blocks]
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in blocks]
     if not layers:
         raise ConfigError(f"train.strategy fsdp shards a model by its decoder layers, and "
-                          f"{type(module.model).__name__} names none (_no_split_modules); use train.strategy ddp")
+                          f"{type(model).__name__} names none (_no_split_modules); use train.strategy ddp")
     mesh = init_device_mesh(torch.device(device).type, (world(),))
     for layer in layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(module, mesh=mesh)
-    # FSDP takes the first module to run forward as its root. Rollouts call the
-    # model's layers outside this module, so run it once now (one token, all ranks).
-    one = torch.ones(1, 1, dtype=torch.long, device=mesh.device_type)
-    with torch.no_grad():
-        module(one, one, one, one, 1.0, False)
-    module.reshard()  # the root keeps its weights gathered after a forward (for the backward)
-    return module
+    return mesh
 
 
 @contextlib.contextmanager

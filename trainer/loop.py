@@ -8,7 +8,6 @@ clipped-surrogate updates over mini-batches with gradient accumulation.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import random
@@ -24,8 +23,9 @@ import torch
 import thinkgym
 from thinkgym.rewards.format import overlong_penalty
 from thinkgym.trainer import checkpoint as ckpt
-from thinkgym.trainer import distributed
-from thinkgym.trainer.algorithms import AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty, policy_loss
+from thinkgym.trainer import distributed, ppo
+from thinkgym.trainer.accumulate import accumulate_and_step
+from thinkgym.trainer.algorithms import LOSSES, AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty
 from thinkgym.trainer.batching import micro_batches
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
@@ -169,10 +169,12 @@ class Batch:
 
     rollouts: Rollouts
     rewards: torch.Tensor
-    advantages: torch.Tensor
+    advantages: torch.Tensor | None  # [N] per completion, or [N, T] per token (PPO)
     loss_mask: torch.Tensor
     metrics: dict[str, float]
     samples: list[dict]
+    values: torch.Tensor | None = None  # PPO: [N, T] the critic's values when sampled
+    returns: torch.Tensor | None = None  # PPO: [N, T] GAE returns, the critic's targets
 
 
 def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, tokenizer, envs, sampler: TaskSampler,
@@ -196,7 +198,8 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     micro, temperature = t.micro_batch_size, sampling.temperature
     # With one optimizer step per batch the policy is still the sampling policy when
     # the loss is computed: its own detached log-probs are the old ones (ratio 1).
-    needs_old = t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g
+    # PPO's per-token KL reward needs them too.
+    needs_old = t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g or algo.uses_critic
     while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
         drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
         rounds += 1
@@ -259,7 +262,7 @@ def collect_batch(step: int, config: Config, algo: AlgorithmConfig, model, token
     rollouts = _concat([k[0] for k in kept], tokenizer.pad_token_id)
     rollouts = _select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
     rewards = torch.cat([k[1] for k in kept])[:n_keep]
-    advantages = group_advantages(rewards, g, algo.estimator)
+    advantages = None if algo.uses_critic else group_advantages(rewards, g, algo.estimator)  # PPO: ppo.advantages
     loss_mask = rollouts.completion_mask.clone()
     if algo.overlong == "mask_truncated":
         loss_mask[rollouts.truncated] = 0
@@ -316,75 +319,48 @@ def batch_logprobs(model, r: Rollouts, micro: int, temperature: float, bucket: b
 
 def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,
            rng: torch.Generator) -> dict[str, float]:
-    """``epochs_per_batch`` passes over shuffled mini-batches; one optimizer step
-    per mini-batch, accumulating gradients over micro-batches (with
-    ``train.bucket_by_length``, of rows of similar length, each trimmed of its
-    all-padding columns; ``tokens/*`` metrics count the decoder work). ``module`` is
-    :func:`distributed.wrap` of the policy: on several ranks its backward
-    averages gradients, so each rank weighs its tokens by their global share."""
+    """The policy's update: :func:`accumulate_and_step` over the batch with the
+    registered policy loss (``algorithm.loss``) and, when ``beta`` puts it in the
+    loss, the KL to the reference; then one scheduler step. ``module`` is
+    :func:`distributed.wrap` of the policy (``tokens/*`` metrics count the decoder work)."""
     t = config.train
     old_logprobs, ref_logprobs = batch.rollouts.old_logprobs, batch.rollouts.ref_logprobs
     rollout_logprobs = batch.rollouts.rollout_logprobs  # set when the engine reports them
     gaps: list[torch.Tensor] = []
-    n = len(batch.rollouts.texts)
-    mini = min(t.mini_batch_size // distributed.world(), n)
     norm_length = float(config.sampling.max_new_tokens)
-    totals: dict[str, float] = {}
-    steps = computed = full = 0
-    module.train()
-    for _ in range(t.epochs_per_batch):
-        order = torch.randperm(n, generator=rng)
-        for start in range(0, n, mini):
-            idx = order[start:start + mini]
-            local_tokens = batch.loss_mask[idx].sum().clamp(min=1)
-            global_tokens = distributed.sum_scalar(float(local_tokens))
-            local_rows = max(int((batch.loss_mask[idx].sum(1) > 0).sum()), 1)  # what the seq-mean forms average over
-            optimizer.zero_grad(set_to_none=True)
-            # Bucketed: rows of similar length share a micro-batch, trimmed to its own width. The order of
-            # micro-batches does not matter: each weighs its own share of the mini-batch.
-            micros = micro_batches(batch.rollouts, idx, t.micro_batch_size, t.bucket_by_length)
-            for m, mb in enumerate(micros):
-                mask = mb.take(batch.loss_mask)
-                computed, full = computed + mb.computed, full + mb.full
-                sync = m == len(micros) - 1 or not hasattr(module, "no_sync")  # DDP: all-reduce once per mini-batch
-                with contextlib.nullcontext() if sync else module.no_sync():
-                    logprobs, entropy = module(*mb.inputs, config.sampling.temperature, True)
-                    old = logprobs.detach() if old_logprobs is None else mb.take(old_logprobs)
-                    advantages = mb.take(batch.advantages)
-                    if rollout_logprobs is not None:  # the engine's numerics vs the trainer's, and their correction
-                        drift = old - mb.take(rollout_logprobs)
-                        gaps.append(drift.abs()[mb.take(batch.rollouts.completion_mask).bool()])
-                        if config.sampling.tis_cap:  # per token: the surrogate scales linearly in A
-                            advantages = advantages[:, None] * drift.exp().clamp(max=config.sampling.tis_cap)
-                    loss, stats = policy_loss(logprobs, old, advantages, mask,
-                                              clip_low=algo.clip_low, clip_high=algo.clip_high, dual_clip=algo.dual_clip,
-                                              agg=algo.agg, norm_length=norm_length, ratio_level=algo.ratio_level)
-                    if algo.beta > 0:
-                        kl = aggregate(kl_penalty(logprobs, mb.take(ref_logprobs), algo.kl), mask, algo.agg, norm_length)
-                        loss = loss + algo.beta * kl
-                        stats["kl_ref"] = kl.detach()
-                    # Each micro-batch weighs its share of the mini-batch: of all ranks' tokens for
-                    # token-mean (DDP divides the summed gradients by the number of ranks), else of the
-                    # sequences with a valid token, so how rows are grouped does not change the update.
-                    token_share = float(mask.sum() / local_tokens)
-                    share = token_share if algo.agg == "token-mean" else int((mask.sum(1) > 0).sum()) / local_rows
-                    weight = float(mask.sum()) / global_tokens * distributed.world() if algo.agg == "token-mean" else share
-                    (loss * weight).backward()
-                stats["loss"] = loss.detach()
-                stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
-                for k, v in stats.items():  # the losses weigh as in the update; per-token statistics by tokens
-                    totals[k] = totals.get(k, 0.0) + float(v) * (share if k in ("loss", "kl_ref") else token_share)
-            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), t.max_grad_norm)
-            totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
-            optimizer.step()
-            steps += 1
+    loss_of = LOSSES[algo.loss]
+
+    def loss_fn(mb, mask):
+        logprobs, entropy = module(*mb.inputs, config.sampling.temperature, True)
+        old = logprobs.detach() if old_logprobs is None else mb.take(old_logprobs)
+        advantages = mb.take(batch.advantages)
+        if rollout_logprobs is not None:  # the engine's numerics vs the trainer's, and their correction
+            drift = old - mb.take(rollout_logprobs)
+            gaps.append(drift.abs()[mb.take(batch.rollouts.completion_mask).bool()])
+            if config.sampling.tis_cap:  # per token: the surrogate scales linearly in A
+                advantages = (advantages if advantages.dim() > 1 else advantages[:, None]) * \
+                    drift.exp().clamp(max=config.sampling.tis_cap)
+        loss, stats = loss_of(logprobs, old, advantages, mask, clip_low=algo.clip_low, clip_high=algo.clip_high,
+                              dual_clip=algo.dual_clip, agg=algo.agg, norm_length=norm_length,
+                              ratio_level=algo.ratio_level)
+        if algo.beta > 0 and not algo.uses_critic:
+            kl = aggregate(kl_penalty(logprobs, mb.take(ref_logprobs), algo.kl), mask, algo.agg, norm_length)
+            loss = loss + algo.beta * kl
+            stats["kl_ref"] = kl.detach()
+        stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
+        return loss, stats
+
+    stats = accumulate_and_step(module, optimizer, batch.rollouts, batch.loss_mask, loss_fn, agg=algo.agg,
+                                epochs=t.epochs_per_batch, mini_batch_size=t.mini_batch_size,
+                                micro_batch_size=t.micro_batch_size, bucket=t.bucket_by_length,
+                                max_grad_norm=t.max_grad_norm, rng=rng)
     scheduler.step()
     # Decoder token positions this step (all epochs) vs the same micro-batches at full width.
-    extra = {"tokens/computed": computed, "tokens/full_width": full, "tokens/padding_saved_frac": 1 - computed / full}
+    stats["tokens/padding_saved_frac"] = 1 - stats["tokens/computed"] / stats["tokens/full_width"]
     if gaps:
         gap = torch.cat(gaps)
-        extra.update({"rollout_logprob_gap/mean": gap.mean().item(), "rollout_logprob_gap/max": gap.max().item()})
-    return {**{k: v / steps for k, v in totals.items()}, **extra}
+        stats.update({"rollout_logprob_gap/mean": gap.mean().item(), "rollout_logprob_gap/max": gap.max().item()})
+    return stats
 
 
 def make_optimizer(model, config: Config, device: str) -> torch.optim.AdamW:
@@ -403,9 +379,12 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     device = resolve_device(t.device)
     distributed.init(device)
     main = distributed.is_main()
+    algo = config.algorithm.resolve()
     check_processes(config, distributed.world())
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     check_model(config.model.path)
+    if config.critic.path and algo.uses_critic:
+        check_model(config.critic.path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     extraction = [getattr(env.unwrapped, "answer_extraction", None) for env in envs]  # recorded in the summary
     if main:
@@ -414,7 +393,6 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
             log("answer extraction: " + ", ".join(f"{s.id} {m}" for s, m in zip(config.envs, extraction) if m))
         ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     distributed.barrier()
-    algo = config.algorithm.resolve()
     set_cpu_threads(t.cpu_threads)
     random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed + distributed.rank())
     workers = t.score_workers or None
@@ -431,6 +409,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         raise ConfigError(f"sampling.tis_cap needs an engine that reports its log-probs; sampling.engine "
                           f"{config.sampling.engine} runs {type(engine).__name__} for this model")
     log(f"rollout engine: {type(engine).__name__} (sampling.engine {config.sampling.engine})")
+    critic = ppo.setup_critic(config, base_path, latest, device) if algo.uses_critic else None
     optimizer = make_optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed + distributed.rank())
@@ -461,7 +440,12 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         with distributed.full_params(module):  # FSDP: sample from whole weights, without collectives
             batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, workers, ref_model, engine)
         mark = time.perf_counter()
-        stats = update(module, optimizer, scheduler, batch, config, algo, shuffle_rng)
+        stats = {}
+        if critic:
+            stats.update(ppo.advantages(critic, batch, config, algo))
+            stats.update(ppo.update_critic(critic, batch, config, algo, shuffle_rng))
+        if critic is None or step >= config.critic.warmup_steps:
+            stats.update(update(module, optimizer, scheduler, batch, config, algo, shuffle_rng))
         update_time = time.perf_counter() - mark
         step += 1
         train_tokens = int(batch.loss_mask.sum()) * t.epochs_per_batch
@@ -470,17 +454,19 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
                                             "train_tokens_per_s": train_tokens / max(update_time, 1e-9)})
         for key in ("rollout_tokens_per_s", "train_tokens_per_s", "tokens/computed", "tokens/full_width",
                     "score/infra_errors"):
-            metrics[key] *= distributed.world()  # throughput and counts add up over ranks
-        metrics["tokens/padding_saved_frac"] = 1 - metrics["tokens/computed"] / metrics["tokens/full_width"]
+            if key in metrics:  # no policy update (tokens/*) while PPO's critic warms up
+                metrics[key] *= distributed.world()  # throughput and counts add up over ranks
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
         if step % config.output.checkpoint_every == 0 or step == t.steps:
             weights, optimizer_state = ckpt.gather_state(model, optimizer)
+            critic_weights, critic_optimizer = ckpt.gather_state(critic.critic, critic.optimizer) if critic else (None, None)
             rngs, shuffles = distributed.gather(ckpt.rng_state()), distributed.gather(shuffle_rng.get_state())
             if main:
                 ckpt.save_checkpoint(out, model, tokenizer, {
                     "step": step, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                    "shuffle_rng": shuffles, "rng": rngs, "before": before}, weights)
+                    "critic_optimizer": critic_optimizer, "shuffle_rng": shuffles, "rng": rngs, "before": before},
+                    weights, write_more=(lambda folder: ppo.save_critic(critic, critic_weights, folder)) if critic else None)
             distributed.barrier()
     with distributed.full_params(module):
         after = held_out_accuracy(model, engine, eval_envs, config.output.eval_tasks, eval_sampling,

@@ -36,6 +36,9 @@ def describe_plan(config: Config, processes: int = 1) -> str:
              f"engine {s.engine}",
              f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
+             *([f"critic       value head on {config.critic.path or config.model.path}, AdamW lr "
+                f"{config.critic.lr or t.lr}, {config.critic.warmup_steps} steps before the policy moves"]
+               if algo.uses_critic else []),
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
              f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
     return "\n".join(lines)
@@ -48,6 +51,8 @@ def check_run(config: Config, processes: int = 1) -> None:
     held-out), and a local data file exists."""
     check_processes(config, processes)
     check_model(config.model.path)
+    if config.critic.path and config.algorithm.resolve().uses_critic:
+        check_model(config.critic.path)
     for i, spec in enumerate(config.envs):
         for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
             check_env_options(f"envs[{i}]", spec.id, kwargs)

@@ -1,0 +1,101 @@
+"""PPO with a critic: per-token rewards by hand, the critic's values, the shared
+micro-batch weighting, and runs that train (any G, critic warm-up), checkpoint
+the critic and resume."""
+
+import json
+
+import pytest
+import torch
+
+from thinkgym.trainer.accumulate import micro_weight
+from thinkgym.trainer.config import load_config
+from thinkgym.trainer.critic import VALUE_HEAD, load_critic
+from thinkgym.trainer.loop import train
+from thinkgym.trainer.models import ModelLoadError
+from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.ppo import token_rewards
+from thinkgym.trainer.typed_config import ConfigError
+
+from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
+
+
+def test_token_rewards_put_the_task_reward_on_the_last_token_and_the_kl_on_every_token():
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    kl = torch.tensor([[0.1, 0.2, 0.3], [0.5, 9.0, 9.0]])
+    got = token_rewards(torch.tensor([1.0, 2.0]), mask, kl, beta=0.5)
+    assert torch.allclose(got, torch.tensor([[-0.05, -0.1, 1 - 0.15], [2 - 0.25, 0.0, 0.0]]))
+    assert torch.equal(token_rewards(torch.tensor([1.0, 2.0]), mask, None, beta=0.5),
+                       torch.tensor([[0.0, 0.0, 1.0], [2.0, 0.0, 0.0]]))
+
+
+def test_micro_weight_is_the_share_of_the_mini_batch():
+    mask = torch.tensor([[1, 1, 0], [0, 0, 0]])
+    # token-mean: 2 of the 8 tokens of all ranks, times 2 ranks (their gradients are averaged)
+    assert micro_weight(mask, "token-mean", local_tokens=4, global_tokens=8, local_rows=3, world=2) == (0.5, 0.5, 0.5)
+    # seq-mean: 1 of this rank's 3 rows with a token; the per-token statistics still weigh by tokens
+    weight, share, token_share = micro_weight(mask, "seq-mean-token-mean", 4, 8, 3, 2)
+    assert (weight, share, token_share) == (pytest.approx(1 / 3), pytest.approx(1 / 3), 0.5)
+
+
+def test_critic_values_line_up_with_the_completion_and_round_trip(micro_model, tmp_path):
+    critic = load_critic(micro_model, seed=0)
+    model, tokenizer = load_model(micro_model)
+    prompt = tokenizer(["1+2=", "12+3="], return_tensors="pt", padding=True)
+    completion = torch.tensor([[5, 6, 7], [5, 6, 0]])
+    completion_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    values = critic(prompt["input_ids"], prompt["attention_mask"], completion, completion_mask)
+    assert values.shape == (2, 3) and values[1, 2] == 0 and values[0].abs().sum() > 0
+    # The value of token t's state does not depend on the tokens after it (causal).
+    shorter = critic(prompt["input_ids"][:1], prompt["attention_mask"][:1], completion[:1, :2], completion_mask[:1, :2])
+    assert torch.allclose(shorter, values[:1, :2], atol=1e-5)
+    assert torch.equal(load_critic(micro_model, seed=0).value_head.weight, critic.value_head.weight)  # seeded head
+    critic.save(tmp_path)
+    again = load_critic(str(tmp_path))
+    assert (tmp_path / VALUE_HEAD).is_file()
+    assert torch.allclose(again(prompt["input_ids"], prompt["attention_mask"], completion, completion_mask), values)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_critic(str(tmp_path))
+
+
+def test_group_size_one_is_for_ppo_only():
+    assert load_config(None, ["algorithm.preset=ppo", "train.group_size=1", "train.mini_batch_size=16",
+                              "train.micro_batch_size=16"]).train.group_size == 1
+    with pytest.raises(ConfigError, match="train.group_size must be >= 2"):
+        load_config(None, ["train.group_size=1", "train.mini_batch_size=16", "train.micro_batch_size=16"])
+    with pytest.raises(ConfigError, match="critic.lr"):
+        load_config(None, ["algorithm.preset=ppo", "critic.lr=2"])
+
+
+def ppo_overrides(**extra):
+    return ["algorithm.preset=ppo", "envs=[{id: tests/Seven-v0}]", "train.group_size=1", "train.prompts_per_step=4",
+            "train.lr=0.01", *[f"{k}={v}" for k, v in extra.items()]]
+
+
+def test_ppo_trains_the_critic_then_the_policy_and_resumes(micro_model, tmp_path):
+    out = tmp_path / "ppo"
+    config = load_config(write_config(tmp_path / "p.yaml", micro_model, out, steps=2),
+                         ppo_overrides(**{"critic.warmup_steps": 1, "critic.lr": 0.001}))
+    before = [p.detach().clone() for p in load_model(micro_model)[0].parameters()]
+    train(config, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["critic/value_loss"] > 0 and row["critic/grad_norm"] > 0 and "critic/explained_variance" in row
+        assert {"advantages/mean", "advantages/std", "critic/returns_mean", "critic/value_mean",
+                "critic/value_clip_frac", "kl_ref"} <= set(row)
+    assert "clip_frac_low" not in rows[0] and "clip_frac_low" in rows[1]  # step 1 trained the critic alone
+    assert rows[0]["kl_ref"] == pytest.approx(0.0, abs=1e-6)  # the policy had not moved yet
+    checkpoint = out / "checkpoint"
+    assert (checkpoint / "critic" / VALUE_HEAD).is_file() and (checkpoint / "critic" / "config.json").is_file()
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    assert state["critic_optimizer"]["state"]  # AdamW moments of the critic, keyed by name
+    after = list(load_model(str(checkpoint))[0].parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    head = torch.load(checkpoint / "critic" / VALUE_HEAD)["weight"]
+    assert not torch.equal(head, load_critic(micro_model, seed=0).value_head.weight)  # the critic learnt
+
+    more = load_config(write_config(tmp_path / "p.yaml", micro_model, out, steps=3),
+                       ppo_overrides(**{"critic.warmup_steps": 1, "critic.lr": 0.001}))
+    train(more, resume=True, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[2]["kl_ref"] > 0

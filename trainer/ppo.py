@@ -1,0 +1,134 @@
+"""PPO with a critic (Schulman et al. 2017), as InstructGPT applies it to language
+models (Ouyang et al. 2022), read top to bottom.
+
+A step collects G completions per prompt as the GRPO family does (any G >= 1),
+then, instead of comparing a prompt's completions with each other:
+
+1. the critic values every sampled token's state, ``V(s_t)``;
+2. per-token rewards: the task reward on each completion's last token and, with
+   ``beta > 0``, ``-beta * KL_t`` to the reference at every token;
+3. GAE(gamma, lambda) turns them into per-token advantages; returns = A + V; the
+   advantages are whitened over the batch (``whiten_advantages``);
+4. the critic learns the returns with the clipped value loss (``vf_clip``), on
+   its own optimizer and learning rate (``critic.lr``);
+5. the policy takes the clipped-surrogate update with those advantages
+   (:func:`~thinkgym.trainer.loop.update`), once ``critic.warmup_steps`` steps
+   have trained the critic alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from thinkgym.trainer import checkpoint as ckpt
+from thinkgym.trainer import distributed
+from thinkgym.trainer.accumulate import accumulate_and_step
+from thinkgym.trainer.advantages import gae, whiten
+from thinkgym.trainer.algorithms import AlgorithmConfig, kl_penalty, value_loss
+from thinkgym.trainer.batching import micro_batches
+from thinkgym.trainer.critic import Critic, load_critic
+from thinkgym.trainer.policy import Rollouts
+
+CRITIC_FOLDER = "critic"  # inside a checkpoint
+
+
+@dataclass
+class CriticRun:
+    """The critic of a run, its parallel wrapper (what the loop calls) and its optimizer."""
+
+    critic: Critic
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def setup_critic(config, base_path: str, checkpoint: Path | None, device: str) -> CriticRun:
+    """The critic from ``checkpoint/critic`` when resuming, else from ``critic.path``
+    (a critic or causal-LM checkpoint) or, by default, the policy's base model."""
+    c = config.critic
+    source = str(checkpoint / CRITIC_FOLDER) if checkpoint else (c.path or base_path)
+    critic = load_critic(source, config.model.dtype, device, seed=config.train.seed)
+    module = distributed.wrap_critic(critic, device, config.train.strategy)
+    optimizer = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=c.lr or config.train.lr,
+                                  weight_decay=config.train.weight_decay,
+                                  fused=torch.device(device).type in ("cpu", "cuda"))
+    if checkpoint:
+        ckpt.load_optimizer_state(critic, optimizer, ckpt.load_trainer_state(checkpoint)["critic_optimizer"])
+    return CriticRun(critic, module, optimizer)
+
+
+def token_rewards(rewards: torch.Tensor, completion_mask: torch.Tensor, kl: torch.Tensor | None,
+                  beta: float) -> torch.Tensor:
+    """``[N, T]`` rewards: ``rewards[i]`` on completion ``i``'s last token, minus
+    ``beta * kl`` on every token (InstructGPT's per-token KL penalty); 0 on padding."""
+    per_token = torch.zeros(completion_mask.shape, dtype=torch.float32, device=completion_mask.device)
+    if kl is not None and beta > 0:
+        per_token -= beta * kl.float() * completion_mask
+    last = (completion_mask.sum(1) - 1).clamp(min=0).long()
+    per_token[torch.arange(len(rewards)), last] += rewards.float()
+    return per_token
+
+
+@torch.no_grad()
+def batch_values(module, r: Rollouts, micro: int, bucket: bool) -> torch.Tensor:
+    """[N, T] values of ``r``'s completion tokens (0 on padding), ``micro`` rows at a time."""
+    module.eval()
+    out = torch.zeros(r.completion_ids.shape, device=r.completion_ids.device)
+    for mb in micro_batches(r, torch.arange(len(r.texts), device=r.completion_ids.device), micro, bucket):
+        out[mb.rows, :mb.width] = module(*mb.inputs)
+    return out
+
+
+def advantages(run: CriticRun, batch, config, algo: AlgorithmConfig) -> dict[str, float]:
+    """Steps 1-3: fill ``batch.values``, ``batch.returns`` and per-token
+    ``batch.advantages``; returns their statistics (before whitening)."""
+    r, t = batch.rollouts, config.train
+    mask = r.completion_mask.float()
+    batch.values = batch_values(run.module, r, t.micro_batch_size, t.bucket_by_length)
+    kl = kl_penalty(r.old_logprobs, r.ref_logprobs, algo.kl) if r.ref_logprobs is not None else None
+    rewards = token_rewards(batch.rewards, r.completion_mask, kl, algo.beta)
+    raw, batch.returns = gae(rewards, batch.values, mask, algo.gamma, algo.lam)
+    batch.advantages = whiten(raw, mask) if algo.whiten_advantages else raw
+    tokens = mask.sum().clamp(min=1)
+
+    def mean(x):
+        return float((x * mask).sum() / tokens)
+
+    residual, returns = batch.returns - batch.values, batch.returns
+    variance = mean(returns.square()) - mean(returns) ** 2
+    stats = {"advantages/mean": mean(raw), "advantages/std": (mean(raw.square()) - mean(raw) ** 2) ** 0.5,
+             "critic/returns_mean": mean(returns), "critic/value_mean": mean(batch.values),
+             # 1 - Var(R - V) / Var(R) over the batch's tokens, before the critic's update: 1 is a perfect critic
+             "critic/explained_variance": 1 - (mean(residual.square()) - mean(residual) ** 2) / variance
+             if variance > 0 else 0.0}
+    if kl is not None:
+        stats["kl_ref"] = mean(kl)
+    return stats
+
+
+def update_critic(run: CriticRun, batch, config, algo: AlgorithmConfig, rng: torch.Generator) -> dict[str, float]:
+    """Step 4: the clipped value loss over the batch, as many epochs and
+    mini-batches as the policy's update."""
+    t = config.train
+    norm_length = float(config.sampling.max_new_tokens)
+
+    def loss_fn(mb, mask):
+        values = run.module(*mb.inputs)
+        loss, stats = value_loss(values, mb.take(batch.values), mb.take(batch.returns), mask, clip=algo.vf_clip,
+                                 agg=algo.agg, norm_length=norm_length)
+        return loss, {"value_clip_frac": stats["value_clip_frac"]}
+
+    stats = accumulate_and_step(run.module, run.optimizer, batch.rollouts, batch.loss_mask, loss_fn, agg=algo.agg,
+                                epochs=t.epochs_per_batch, mini_batch_size=t.mini_batch_size,
+                                micro_batch_size=t.micro_batch_size, bucket=t.bucket_by_length,
+                                max_grad_norm=t.max_grad_norm, rng=rng)
+    return {"critic/value_loss": stats["loss"], "critic/value_clip_frac": stats["value_clip_frac"],
+            "critic/grad_norm": stats["grad_norm"]}
+
+
+def save_critic(run: CriticRun, weights: dict | None, folder: Path) -> None:
+    """Write the critic into a checkpoint folder being staged."""
+    (folder / CRITIC_FOLDER).mkdir()
+    run.critic.save(folder / CRITIC_FOLDER, weights)

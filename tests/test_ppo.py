@@ -38,8 +38,14 @@ def test_micro_weight_is_the_share_of_the_mini_batch():
 
 
 def test_critic_values_line_up_with_the_completion_and_round_trip(micro_model, tmp_path):
+    torch.manual_seed(0)
     critic = load_critic(micro_model, seed=0)
+    drawn = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(drawn, torch.rand(1))  # loading a critic draws no global random numbers: runs depend on the seed
     model, tokenizer = load_model(micro_model)
+    decoder = dict(model.get_decoder().named_parameters())
+    assert all(torch.equal(p, decoder[name]) for name, p in critic.trunk.named_parameters())  # the policy's decoder
     prompt = tokenizer(["1+2=", "12+3="], return_tensors="pt", padding=True)
     completion = torch.tensor([[5, 6, 7], [5, 6, 0]])
     completion_mask = torch.tensor([[1, 1, 1], [1, 1, 0]])

@@ -60,12 +60,14 @@ def load_critic(path: str, dtype: str = "float32", device: str = "cpu", seed: in
     from transformers import AutoModel
 
     local = check_model_path(path)
-    try:
-        trunk = AutoModel.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load critic {path!r}: {str(exc).splitlines()[0]}") from None
-    hidden = trunk.config.hidden_size
-    head = torch.nn.Linear(hidden, 1, dtype=DTYPES[dtype])
+    # Building the modules draws random numbers (their default init); a run's must depend on its seed only.
+    with torch.random.fork_rng():
+        try:
+            trunk = AutoModel.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
+        except OSError as exc:
+            raise ModelLoadError(f"cannot load critic {path!r}: {str(exc).splitlines()[0]}") from None
+        hidden = trunk.config.hidden_size
+        head = torch.nn.Linear(hidden, 1, dtype=DTYPES[dtype])
     saved = local / VALUE_HEAD
     if saved.is_file():
         state = torch.load(saved, weights_only=True)
@@ -75,7 +77,7 @@ def load_critic(path: str, dtype: str = "float32", device: str = "cpu", seed: in
         head.load_state_dict(state)
     else:
         generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():  # its own generator: loading a critic consumes no global random state
+        with torch.no_grad():
             head.weight.copy_(torch.randn(head.weight.shape, generator=generator) / (hidden + 1))
             head.bias.zero_()
     return Critic(trunk, head).to(device)

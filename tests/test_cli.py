@@ -106,7 +106,7 @@ LIGHT_ERRORS = [
     (["train", "--set", "train.lr=abc"], "train.lr: expected float, got 'abc'"),
     (["train", "--set", "train.lr=[1"], "train.lr: cannot parse '[1': "),
     (["train", "--set", "train.group_size=0"], "train.group_size must be >= 2"),
-    (["train", "--set", "algorithm.preset=ppo"], "algorithm.preset: must be one of"),
+    (["train", "--set", "algorithm.preset=trpo"], "algorithm.preset: must be one of"),
     (["train", "--set", "algorithm.estimator=grop"], "algorithm.estimator: got 'grop'"),
     (["train", "--config", "/no/such/config.yaml"], "config file not found: /no/such/config.yaml"),
     (["train", "--config", "broken.yaml"], "broken.yaml: not valid YAML: while parsing a flow mapping, expected ',' "

@@ -72,7 +72,7 @@ def test_a_step_through_a_process_group_equals_a_plain_step_on(device, strategy,
     grouped, _ = load_model(micro_model, device=device)
     module = distributed.TokenLogprobs(grouped)
     if strategy == "fsdp":
-        module = distributed._shard(module, device)
+        distributed._shard(module, grouped, device)  # in place; the update's forward makes it the root
     else:
         ids = [torch.cuda.current_device()] if device == "cuda" else None
         module = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)

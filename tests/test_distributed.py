@@ -86,7 +86,7 @@ def test_fsdp_needs_a_known_strategy_and_decoder_layers(micro_model):
     model, _ = load_model(micro_model)
     model._no_split_modules = None  # FSDP shards by the layers a model names here
     with pytest.raises(ConfigError, match="names none"):
-        distributed._shard(distributed.TokenLogprobs(model), "cpu")
+        distributed._shard(distributed.TokenLogprobs(model), model, "cpu")
 
 
 def test_optimizer_state_is_keyed_by_parameter_name(micro_model):

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from thinkgym.trainer.algorithm_config import PRESETS, AlgorithmConfig
+from thinkgym.trainer.algorithm_config import AlgorithmConfig, preset
 from thinkgym.trainer.tiny_tasks import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, read_yaml
 
@@ -78,7 +78,7 @@ class AlgorithmSection:
         if overrides.get("vf_clip") == 0:  # None here means "the preset's"
             overrides["vf_clip"] = None
         try:
-            return dataclasses.replace(PRESETS[self.preset], **overrides)
+            return preset(self.preset, **overrides)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None  # the message names the key: algorithm.<field>
 

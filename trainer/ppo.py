@@ -67,7 +67,8 @@ def token_rewards(rewards: torch.Tensor, completion_mask: torch.Tensor, kl: torc
     if kl is not None and beta > 0:
         per_token -= beta * kl.float() * completion_mask
     last = (completion_mask.sum(1) - 1).clamp(min=0).long()
-    per_token[torch.arange(len(rewards)), last] += rewards.float()
+    rows = torch.arange(len(rewards), device=per_token.device)
+    per_token[rows, last] += rewards.to(per_token.device, torch.float32)  # scored on the CPU, trained on the device
     return per_token
 
 

@@ -329,12 +329,12 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     metrics = {
         "value_clip_frac": _token_mean(clipped_wins.float(), m),
         "value_mean": _token_mean(vd, m),
-        "explained_variance": _explained_variance(vd, rd, m),
+        "explained_variance": explained_variance(vd, rd, m),
     }
     return loss, metrics
 
 
-def _explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``1 - Var(R - V) / Var(R)`` over the valid tokens (population variances), 0 when ``Var(R) = 0``."""
     count = mask.sum().clamp(min=1.0)
 

@@ -83,3 +83,14 @@ def trim(r: Rollouts, rows: torch.Tensor, columns: bool = True) -> MicroBatch:
         width = t - int(filled.flip(0).int().argmax()) if filled.any() else 1
     inputs = (prompt_ids[:, start:], prompt_mask[:, start:], completion_ids[:, :width], completion_mask[:, :width])
     return MicroBatch(rows, inputs, width, p + t)
+
+
+@torch.no_grad()
+def per_token(r: Rollouts, micro: int, bucket: bool, fn) -> torch.Tensor:
+    """``[N, T]`` float32 values of ``r``'s completion tokens (0 on padding), in ``r``'s
+    row order: ``fn(inputs) -> [n, width]`` over micro-batches of ``micro`` rows
+    (bucketed by length and trimmed with ``bucket``): log-probs, a critic's values."""
+    out = torch.zeros(r.completion_ids.shape, device=r.completion_ids.device)
+    for mb in micro_batches(r, torch.arange(len(r.texts), device=r.completion_ids.device), micro, bucket):
+        out[mb.rows, :mb.width] = fn(mb.inputs)
+    return out

@@ -26,7 +26,7 @@ from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed, ppo
 from thinkgym.trainer.accumulate import accumulate_and_step
 from thinkgym.trainer.algorithms import LOSSES, AlgorithmConfig, aggregate, group_advantages, informative_groups, kl_penalty
-from thinkgym.trainer.batching import micro_batches
+from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.evaluate import render_prompts, sample_and_score
 from thinkgym.trainer.plan import check_processes
@@ -306,15 +306,11 @@ def _concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
                     stack("rollout_logprobs", c, 0.0, False))
 
 
-@torch.no_grad()
 def batch_logprobs(model, r: Rollouts, micro: int, temperature: float, bucket: bool = True) -> torch.Tensor:
     """[N, T] log-probs of ``r``'s completion tokens (0 on padding), in ``r``'s row
     order, computed ``micro`` rows at a time (bucketed by length and trimmed with ``bucket``)."""
     model.eval()
-    out = torch.zeros(r.completion_ids.shape, device=r.completion_ids.device)
-    for mb in micro_batches(r, torch.arange(len(r.texts), device=r.completion_ids.device), micro, bucket):
-        out[mb.rows, :mb.width] = token_logprobs(model, *mb.inputs, temperature)[0]
-    return out
+    return per_token(r, micro, bucket, lambda inputs: token_logprobs(model, *inputs, temperature)[0])
 
 
 def update(module, optimizer, scheduler, batch: Batch, config: Config, algo: AlgorithmConfig,

@@ -27,8 +27,8 @@ from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed
 from thinkgym.trainer.accumulate import accumulate_and_step
 from thinkgym.trainer.advantages import gae, whiten
-from thinkgym.trainer.algorithms import AlgorithmConfig, kl_penalty, value_loss
-from thinkgym.trainer.batching import micro_batches
+from thinkgym.trainer.algorithms import AlgorithmConfig, explained_variance, kl_penalty, value_loss
+from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.critic import Critic, load_critic
 from thinkgym.trainer.policy import Rollouts
 
@@ -72,14 +72,10 @@ def token_rewards(rewards: torch.Tensor, completion_mask: torch.Tensor, kl: torc
     return per_token
 
 
-@torch.no_grad()
 def batch_values(module, r: Rollouts, micro: int, bucket: bool) -> torch.Tensor:
     """[N, T] values of ``r``'s completion tokens (0 on padding), ``micro`` rows at a time."""
     module.eval()
-    out = torch.zeros(r.completion_ids.shape, device=r.completion_ids.device)
-    for mb in micro_batches(r, torch.arange(len(r.texts), device=r.completion_ids.device), micro, bucket):
-        out[mb.rows, :mb.width] = module(*mb.inputs)
-    return out
+    return per_token(r, micro, bucket, lambda inputs: module(*inputs))
 
 
 def advantages(run: CriticRun, batch, config, algo: AlgorithmConfig) -> dict[str, float]:
@@ -97,13 +93,10 @@ def advantages(run: CriticRun, batch, config, algo: AlgorithmConfig) -> dict[str
     def mean(x):
         return float((x * mask).sum() / tokens)
 
-    residual, returns = batch.returns - batch.values, batch.returns
-    variance = mean(returns.square()) - mean(returns) ** 2
     stats = {"advantages/mean": mean(raw), "advantages/std": (mean(raw.square()) - mean(raw) ** 2) ** 0.5,
-             "critic/returns_mean": mean(returns), "critic/value_mean": mean(batch.values),
-             # 1 - Var(R - V) / Var(R) over the batch's tokens, before the critic's update: 1 is a perfect critic
-             "critic/explained_variance": 1 - (mean(residual.square()) - mean(residual) ** 2) / variance
-             if variance > 0 else 0.0}
+             "critic/returns_mean": mean(batch.returns), "critic/value_mean": mean(batch.values),
+             # over the batch's tokens, before the critic's update: 1 is a perfect critic
+             "critic/explained_variance": float(explained_variance(batch.values, batch.returns, mask))}
     if kl is not None:
         stats["kl_ref"] = mean(kl)
     return stats

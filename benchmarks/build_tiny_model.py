@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from thinkgym.trainer.tiny_model import EVAL_SEED, STEPS, build_tiny_model, make_env
+from thinkgym.trainer.models.tiny import EVAL_SEED, STEPS, build_tiny_model, make_env
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from thinkgym.trainer.tiny_model import tiny_model_path
+from thinkgym.trainer.models.tiny import tiny_model_path
 
 SMOL_LIKE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=9,
                  num_key_value_heads=3, vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True)

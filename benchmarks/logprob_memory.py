@@ -36,7 +36,7 @@ def run_one(path: str, n: int, t: int, chunk: int, out: str) -> None:
     import torch.nn.functional as F
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from thinkgym.trainer.policy import token_logprobs
+    from thinkgym.trainer.models.logprobs import token_logprobs
 
     torch.manual_seed(0)
     torch.set_num_threads(2)

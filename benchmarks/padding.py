@@ -27,23 +27,27 @@ import torch
 
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import Config, load_config
-from thinkgym.trainer.loop import (TaskSampler, batch_logprobs, collect_batch, load_policy, make_envs, make_optimizer,
-                                   resolve_device, update)
-from thinkgym.trainer.models import resolve_model
-from thinkgym.trainer.rollout import make_engine
+from thinkgym.trainer.accumulate import make_optimizer
+from thinkgym.trainer.collect import TaskSampler, batch_logprobs
+from thinkgym.trainer.grpo import collect_grpo_batch
+from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.run import make_envs, resolve_device
+from thinkgym.trainer.models.builtin import resolve_model
+from thinkgym.trainer.engines import make_engine
 
 
 def with_bucketing(config: Config, on: bool) -> Config:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, bucket_by_length=on))
 
 
-def timed_update(module, optimizer, scheduler, batch, config, algo, rng, state, on: bool) -> dict:
+def timed_update(module, optimizer, scheduler, batch, config, rng, state, on: bool) -> dict:
     """One update from ``state`` (weights, optimizer, scheduler) with bucketing ``on``."""
     module.model.load_state_dict(state[0])
     optimizer.load_state_dict(state[1])
     scheduler.load_state_dict(state[2])
     start = time.perf_counter()
-    stats = update(module, optimizer, scheduler, batch, with_bucketing(config, on), algo, rng)
+    stats = update_policy(module, optimizer, scheduler, batch, with_bucketing(config, on), rng)
     return {"update_s": time.perf_counter() - start, **stats}
 
 
@@ -68,23 +72,25 @@ def main() -> int:
     algo = config.algorithm.resolve()
     envs = make_envs(config, held_out=False)
     sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, set())
-    model, tokenizer, ref_model = load_policy(config, resolve_model(config.model.path), None, device, algo.beta > 0)
+    base_path = resolve_model(config.model.path)
+    model, tokenizer = load_policy(config.model, base_path, None, device)
+    reference = load_reference(config.model, base_path, model, device) if algo.beta > 0 else None
     module = distributed.wrap(model, device)
-    engine = make_engine(config.sampling.engine, model, tokenizer)
-    optimizer = make_optimizer(model, config, device)
+    policy = Policy(model, tokenizer, make_engine(config.sampling.engine, model, tokenizer), reference)
+    optimizer = make_optimizer(model, t.lr, t.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
     shuffle_rng = torch.Generator().manual_seed(t.seed)
     rows = {True: [], False: []}
     print(f"{t.prompts_per_step * t.group_size} completions/step, micro-batch {t.micro_batch_size}, "
           f"max_new_tokens {config.sampling.max_new_tokens}, device {device}")
     for step in range(args.steps):
-        batch = collect_batch(step, config, algo, model, tokenizer, envs, sampler, t.score_workers or None, ref_model, engine)
+        batch = collect_grpo_batch(step, config, policy, sampler, t.score_workers or None)
         state = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
         rng_state = shuffle_rng.get_state()
         order = (True, False) if step % 2 else (False, True)
         for on in order:
             rng = torch.Generator().set_state(rng_state)  # the same mini-batches both ways
-            row = timed_update(module, optimizer, scheduler, batch, config, algo, rng, state, on)
+            row = timed_update(module, optimizer, scheduler, batch, config, rng, state, on)
             row["logprobs_s"] = timed_logprobs(model, batch, config, on)
             rows[on].append(row)
         shuffle_rng.set_state(rng.get_state())  # the run goes on from the last update

@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="thinkgym-ppo-vs-grpo-"))
     # Build (or find) the tiny model first, so neither run's wall time includes it.
-    subprocess.run([sys.executable, "-c", "from thinkgym.trainer.models import resolve_model; resolve_model('tiny')"],
+    subprocess.run([sys.executable, "-c", "from thinkgym.trainer.models.builtin import resolve_model; resolve_model('tiny')"],
                    check=True)
     results = {name: run(config, args.steps, out / config.stem) for name, config in RUNS.items()}
     print(f"\n{args.steps} steps of 16 prompts x 8 completions, 200 held-out tasks (sampling noise about +-3.5 points)")

@@ -123,7 +123,7 @@ def qwen_random_path(layers: int = 4, hidden: int = 256, seed: int = 0, log=prin
     """The model's folder in the thinkgym cache (``$THINKGYM_CACHE`` or
     ``~/.cache/thinkgym``), built on first use (a few seconds); written to a
     temporary folder and renamed into place, so it is either absent or whole."""
-    from thinkgym.trainer.models import cached_model
+    from thinkgym.trainer.models.builtin import cached_model
 
     return cached_model(f"qwen2-random-v1-l{layers}-h{hidden}-s{seed}",
                         lambda folder: build(folder, layers, hidden, seed), log)

@@ -19,9 +19,11 @@ import time
 
 import torch
 
-from thinkgym.trainer.models import resolve_model
-from thinkgym.trainer.policy import Sampling, load_model
-from thinkgym.trainer.rollout import HFEngine, StaticCacheEngine
+from thinkgym.trainer.models.builtin import resolve_model
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.engines.hf import HFEngine
+from thinkgym.trainer.engines.static import StaticCacheEngine
 
 
 def tokens_per_s(engine, prompts, n, sampling, add_special_tokens=True) -> float:

@@ -26,8 +26,8 @@ import torch
 
 import thinkgym
 from thinkgym.rewards.math_answer import math_reward
-from thinkgym.trainer.eval_options import EvalOptions
-from thinkgym.trainer.eval_run import evaluate_model
+from thinkgym.trainer.evaluation.options import EvalOptions
+from thinkgym.trainer.evaluation.evaluate import evaluate_model
 from thinkgym.trainer.sampling import Sampling
 
 TASK_SETS = {

@@ -8,10 +8,10 @@
 For each model (the tiny built-in Llama, a random-init Qwen2-architecture
 model with Qwen's 151,936-token vocabulary from ``benchmarks/qwen_random.py``,
 and, with ``--models smollm2``, the pretrained SmolLM2-135M-Instruct, the
-built-in model ``smollm2-135m-instruct`` of ``thinkgym.trainer.models``)
+built-in model ``smollm2-135m-instruct`` of ``thinkgym.trainer.models.builtin``)
 and each KL setting (beta = 0, and beta > 0 with a reference model), both
 trainers run GRPO steps on the tiny arithmetic environment
-(``thinkgym.trainer.tiny_model.TINY_ENV``) with identical settings: prompts per
+(``thinkgym.trainer.models.tiny.TINY_ENV``) with identical settings: prompts per
 step B, completions per prompt G, max completion length, temperature 1, top-p
 1, no top-k, mu = 1 (``num_iterations=1``), Dr. GRPO loss (constant
 normalisation by the max completion length, no std scaling), clip 0.2, k3 KL
@@ -80,7 +80,7 @@ QUICK = {
     "qwen": dict(prompts=2, group=4, max_new_tokens=16, micro=8, lr=1e-5, steps=4, layers=2),
     "smollm2": dict(prompts=2, group=4, max_new_tokens=16, micro=8, lr=1e-6, steps=4, layers=None),
 }
-SMOLLM2 = "smollm2-135m-instruct"  # a built-in model name (thinkgym.trainer.models)
+SMOLLM2 = "smollm2-135m-instruct"  # a built-in model name (thinkgym.trainer.models.builtin)
 BETA_KL = 0.04  # the GRPO paper's (and TRL's former default) KL coefficient
 
 
@@ -133,10 +133,10 @@ def machine() -> dict:
 
 def model_dir(name: str, layers: int | None) -> str:
     if name == "tiny":
-        from thinkgym.trainer.tiny_model import tiny_model_path
+        from thinkgym.trainer.models.tiny import tiny_model_path
         return str(tiny_model_path())
     if name == "smollm2":  # a cached checkpoint folder, so both sides load the same files
-        from thinkgym.trainer.models import resolve_model
+        from thinkgym.trainer.models.builtin import resolve_model
         return resolve_model(SMOLLM2)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from qwen_random import qwen_random_path
@@ -219,12 +219,13 @@ def run_trl(spec: dict) -> dict:
 
     import thinkgym.rewards
     from thinkgym.trainer.config import load_config
-    from thinkgym.trainer.loop import TaskSampler, _prompt_key, make_envs
+    from thinkgym.trainer.collect import TaskSampler, prompt_key
+    from thinkgym.trainer.run import make_envs
 
     # The prompts thinkgym's sampler draws, step by step, in its order (same seed, same held-out exclusion).
     config = load_config(None, thinkgym_overrides(spec, str(Path(spec["workdir"]) / "unused")))
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
-    excluded = {_prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
+    excluded = {prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
                 for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
     sampler = TaskSampler(envs, [e.weight for e in config.envs], config.train.seed, excluded)
     rows = []

@@ -15,49 +15,20 @@ from __future__ import annotations
 import atexit
 import importlib
 import os
-import pickle
-import select
-import struct
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable
 
+from thinkgym.rewards.sandbox import wire
+
 DEFAULT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 120.0  # starting a helper and importing the checked code's modules; not part of a call's budget
-
-_HEADER = struct.Struct("<Q")
 
 
 class CallTimeout(TimeoutError):
     """A bounded call ran past its time limit (its helper process was killed)."""
-
-
-def _write_msg(fd: int, payload: bytes) -> None:
-    view = memoryview(_HEADER.pack(len(payload)) + payload)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise CallTimeout
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError("helper process exited")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _read_msg(fd: int, deadline: float | None) -> bytes:
-    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
-    return _read_exact(fd, size, deadline)
 
 
 class _Helper:
@@ -73,11 +44,16 @@ class _Helper:
         )
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, timeout: float) -> Any:
-        _write_msg(self.proc.stdin.fileno(), pickle.dumps((fn, args, kwargs)))
-        # The helper acknowledges once it has unpickled the call (imports done);
-        # only then does the call's own time limit start.
-        _read_msg(self.proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT)
-        ok, value = pickle.loads(_read_msg(self.proc.stdout.fileno(), time.monotonic() + timeout))
+        wire.send(self.proc.stdin.fileno(), (fn, args, kwargs))
+        try:
+            # The helper acknowledges once it has unpickled the call (imports done);
+            # only then does the call's own time limit start.
+            wire.recv(self.proc.stdout.fileno(), STARTUP_TIMEOUT)
+            ok, value = wire.recv(self.proc.stdout.fileno(), timeout)
+        except TimeoutError:
+            raise CallTimeout from None
+        except EOFError as exc:
+            raise EOFError(f"helper process exited ({exc})") from None
         if not ok:
             raise value
         return value
@@ -170,19 +146,18 @@ def _serve() -> None:
             pass
     while True:
         try:
-            call = pickle.loads(_read_msg(stdin, None))
+            call = wire.recv(stdin)
         except EOFError:
             return
         except Exception as exc:  # noqa: BLE001 - e.g. a function this interpreter cannot import
             call = (_raise, (exc,), {})
-        _write_msg(stdout, b"")
+        wire.send(stdout, None)
         fn, args, kwargs = call
         try:
             reply = (True, fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller
             reply = (False, exc)
         try:
-            payload = pickle.dumps(reply)
-        except Exception as exc:  # noqa: BLE001
-            payload = pickle.dumps((False, TypeError(f"unpicklable result: {exc}")))
-        _write_msg(stdout, payload)
+            wire.send(stdout, reply)
+        except Exception as exc:  # noqa: BLE001 - not picklable (then nothing was written)
+            wire.send(stdout, (False, TypeError(f"unpicklable result: {exc}")))

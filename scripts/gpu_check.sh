@@ -138,7 +138,7 @@ echo "== pip check" >> "$SETUP"
 "$PY" -m pip check >> "$SETUP" 2>&1 || true
 WORK=$WORK "$PY" - >> "$SETUP" 2>&1 <<'EOF' || fail "an import failed after the install (setup.log)"
 import importlib, importlib.metadata as md, json, os, platform
-import torch, transformers, thinkgym, thinkgym.trainer.loop, math_verify, gymnasium, jsonschema, gguf  # noqa
+import torch, transformers, thinkgym, thinkgym.trainer.run, math_verify, gymnasium, jsonschema, gguf  # noqa
 versions = {"python": platform.python_version(), "cuda_available": torch.cuda.is_available(),
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch_cuda": torch.version.cuda}
@@ -154,7 +154,7 @@ open(os.path.join(os.environ["WORK"], "versions.json"), "w").write(json.dumps(ve
 print(versions)
 EOF
 started=$SECONDS
-"$PY" -c "from thinkgym.trainer.models import resolve_model; print(resolve_model('$MODEL'))" >> "$SETUP" 2>&1 \
+"$PY" -c "from thinkgym.trainer.models.builtin import resolve_model; print(resolve_model('$MODEL'))" >> "$SETUP" 2>&1 \
   || fail "building $MODEL from the GGUF failed (setup.log)"
 printf 'setup\t0\t%s\n' "$SECONDS" >> "$STEPS"
 echo "setup done in $SECONDS s (convert $(( SECONDS - started )) s); log $SETUP"

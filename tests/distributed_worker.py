@@ -8,8 +8,10 @@ from torch.distributed.tensor import DTensor
 
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import Batch, _select, update
-from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.collect import Batch
+from thinkgym.trainer.engines.rollouts import select
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.models.policy import load_model
 
 
 def main(model_path: str, batch_path: str, out_path: str, agg: str, strategy: str) -> None:
@@ -22,7 +24,7 @@ def main(model_path: str, batch_path: str, out_path: str, agg: str, strategy: st
     full: Batch = torch.load(batch_path, weights_only=False)
     n = len(full.rollouts.texts)
     keep = (torch.arange(n) // (n // world)) == rank  # whole groups per rank
-    batch = Batch(_select(full.rollouts, keep), full.rewards[keep], full.advantages[keep], full.loss_mask[keep], {}, [])
+    batch = Batch(select(full.rollouts, keep), full.rewards[keep], full.loss_mask[keep], {}, [], full.advantages[keep])
     model, _ = load_model(model_path)
     module = distributed.wrap(model, "cpu", strategy)
     if strategy == "fsdp":
@@ -34,7 +36,7 @@ def main(model_path: str, batch_path: str, out_path: str, agg: str, strategy: st
         assert all(isinstance(p, DTensor) for p in model.parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(module, optimizer, scheduler, batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+    stats = update_policy(module, optimizer, scheduler, batch, config, torch.Generator().manual_seed(0))
     params = [p.full_tensor() if isinstance(p, DTensor) else p.detach() for p in model.parameters()]  # all ranks gather
     if rank == 0:
         torch.save({"params": params, "stats": stats}, out_path)

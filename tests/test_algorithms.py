@@ -6,18 +6,9 @@ import math
 import pytest
 import torch
 
-from thinkgym.trainer.algorithms import (
-    ESTIMATORS,
-    PRESETS,
-    AlgorithmConfig,
-    aggregate,
-    group_advantages,
-    informative_groups,
-    kl_penalty,
-    policy_loss,
-    preset,
-    presets_table,
-)
+from thinkgym.trainer.advantages import ESTIMATORS, group_advantages
+from thinkgym.trainer.algorithm_config import AlgorithmConfig, PRESETS, preset, presets_table
+from thinkgym.trainer.losses import aggregate, informative_groups, kl_penalty, policy_loss
 
 # Two groups of G=3: rewards 0, 1, 2 (mean 1, unbiased std 1) and 3, 3, 3 (all equal).
 REWARDS = torch.tensor([0.0, 1.0, 2.0, 3.0, 3.0, 3.0])

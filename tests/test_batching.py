@@ -7,8 +7,11 @@ import torch
 from thinkgym.trainer import distributed
 from thinkgym.trainer.batching import micro_batches, real_lengths, trim
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import Batch, batch_logprobs, update
-from thinkgym.trainer.policy import Rollouts, load_model, token_logprobs
+from thinkgym.trainer.collect import Batch, batch_logprobs
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.engines.rollouts import Rollouts
+from thinkgym.trainer.models.logprobs import token_logprobs
+from thinkgym.trainer.models.policy import load_model
 
 PAD = 0
 
@@ -122,9 +125,9 @@ def test_bucketed_update_matches_the_full_width_update(micro_model, model, uneve
         policy = load_model(micro_model)[0]
         optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-        batch = Batch(r, torch.zeros(8), advantages, loss_mask, {}, [])
-        stats = update(distributed.wrap(policy, "cpu"), optimizer, scheduler, batch, config,
-                       config.algorithm.resolve(), torch.Generator().manual_seed(0))
+        batch = Batch(r, torch.zeros(8), loss_mask, {}, [], advantages)
+        stats = update_policy(distributed.wrap(policy, "cpu"), optimizer, scheduler, batch, config,
+                              torch.Generator().manual_seed(0))
         results[bucket] = (stats, [p.detach().clone() for p in policy.parameters()])
     (stats, params), (plain_stats, plain_params) = results[True], results[False]
     moved = max((a - b).abs().max().item() for a, b in zip(plain_params, load_model(micro_model)[0].parameters()))

@@ -63,11 +63,12 @@ def test_bad_dataset_rows_stop_training_before_the_run_dir_exists(tmp_path, caps
 
 def test_public_trainer_api():
     import thinkgym.trainer as trainer
-    from thinkgym.trainer import algorithms
+    from thinkgym.trainer import advantages, algorithm_config, run
 
     assert set(trainer.__all__) <= set(dir(trainer))
     assert all(getattr(trainer, name) is not None for name in trainer.__all__)  # each loads from its module
-    assert trainer.PRESETS is algorithms.PRESETS and trainer.group_advantages is algorithms.group_advantages
+    assert trainer.PRESETS is algorithm_config.PRESETS and trainer.group_advantages is advantages.group_advantages
+    assert set(trainer.OBJECTIVES) == set(algorithm_config.OBJECTIVES) and trainer.OBJECTIVES is run.OBJECTIVES
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         trainer.nope
     assert trainer.pass_at_k(4, 2, 2) == pytest.approx(5 / 6)

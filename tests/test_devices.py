@@ -11,10 +11,15 @@ import torch.distributed as dist
 import thinkgym
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import TaskSampler, collect_batch, update
-from thinkgym.trainer.policy import Sampling, load_model, token_logprobs
-from thinkgym.trainer.rollout import StaticCacheEngine
+from thinkgym.trainer.collect import TaskSampler
+from thinkgym.trainer.grpo import collect_grpo_batch
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.models.logprobs import token_logprobs
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.engines.static import StaticCacheEngine
 
+from conftest import policy_of
 from test_trainer import write_config  # noqa: F401 - registers tests/Seven-v0
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -55,17 +60,16 @@ def test_a_step_through_a_process_group_equals_a_plain_step_on(device, strategy,
     config = load_config(None, [f"model.path={micro_model}", "train.prompts_per_step=4", "train.group_size=4",
                                 "train.mini_batch_size=16", "train.micro_batch_size=4", "train.lr=0.01",
                                 "train.score_workers=1", "sampling.max_new_tokens=12"])
-    algo = config.algorithm.resolve()
     model, tokenizer = load_model(micro_model, device=device)
     envs = [thinkgym.make("tests/Seven-v0")]
     torch.manual_seed(3)
-    batch = collect_batch(0, config, algo, model, tokenizer, envs, TaskSampler(envs, [1.0], 0, set()), workers=1)
+    batch = collect_grpo_batch(0, config, policy_of(config, model, tokenizer), TaskSampler(envs, [1.0], 0, set()), workers=1)
     assert batch.advantages.abs().sum() > 0
 
     def one_step(module, params) -> dict:
         optimizer = torch.optim.SGD(params, lr=0.01)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-        return update(module, optimizer, scheduler, batch, config, algo, torch.Generator().manual_seed(0))
+        return update_policy(module, optimizer, scheduler, batch, config, torch.Generator().manual_seed(0))
 
     plain, _ = load_model(micro_model, device=device)
     want = one_step(distributed.TokenLogprobs(plain), plain.parameters())

@@ -14,10 +14,13 @@ import thinkgym
 from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import TaskSampler, collect_batch, update
-from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.collect import TaskSampler
+from thinkgym.trainer.grpo import collect_grpo_batch
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.models.policy import load_model
 from thinkgym.trainer.typed_config import ConfigError
 
+from conftest import policy_of
 from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -37,16 +40,16 @@ def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg,
     model, tokenizer = load_model(micro_model)
     envs = [thinkgym.make("tests/Seven-v0")]
     torch.manual_seed(3)
-    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
-                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    batch = collect_grpo_batch(0, config, policy_of(config, model, tokenizer),
+                               TaskSampler(envs, [1.0], 0, set()), workers=1)
     assert batch.advantages.abs().sum() > 0 and batch.loss_mask.sum(1).unique().numel() > 1  # ragged, informative
     torch.save(batch, tmp_path / "batch.pt")
 
     single, _ = load_model(micro_model)
     optimizer = torch.optim.SGD(single.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(distributed.wrap(single, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
-                   torch.Generator().manual_seed(0))
+    stats = update_policy(distributed.wrap(single, "cpu"), optimizer, scheduler, batch, config,
+                          torch.Generator().manual_seed(0))
 
     done = torchrun(WORKER, micro_model, tmp_path / "batch.pt", tmp_path / "two.pt", agg, strategy)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -16,13 +16,14 @@ from thinkgym import make
 from thinkgym.cli import build_parser, main
 from thinkgym.envs import Reward, Scored, TextEnv
 from thinkgym.rewards.math_answer import extract_answer, math_reward
-from thinkgym.trainer.evaluate import Samples, batches, sample_and_score
-from thinkgym.trainer.eval_options import ENGINE_NAMES, EvalError, EvalOptions, parse_ks
-from thinkgym.trainer.eval_run import (default_out_dir, env_extraction, extracted_answers, select_tasks, summarize,
-                                       summary_rows, vote_keys, votes_apply)
-from thinkgym.trainer.policy import Sampling, load_model
-from thinkgym.trainer.rollout import HFEngine
-from thinkgym.trainer.tiny_model import EVAL_SEED, TINY_ENV, make_env
+from thinkgym.trainer.evaluation.samples import Samples, batches, sample_and_score
+from thinkgym.trainer.evaluation.options import EvalError, EvalOptions, parse_ks
+from thinkgym.trainer.sampling import ENGINE_NAMES
+from thinkgym.trainer.evaluation.evaluate import default_out_dir, env_extraction, extracted_answers, select_tasks, summarize, summary_rows, vote_keys, votes_apply
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.engines.hf import HFEngine
+from thinkgym.trainer.models.tiny import EVAL_SEED, TINY_ENV, make_env
 
 
 def tiny_env_args() -> list[str]:
@@ -275,7 +276,7 @@ def test_bad_model_or_env_is_one_line_exit_2(capsys, tmp_path):
 def test_engines_and_an_engine_that_cannot_run_the_model(capsys, tmp_path, micro_model):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from thinkgym.trainer.tiny_tokenizer import build_tokenizer
+    from thinkgym.trainer.models.tiny_tokenizer import build_tokenizer
 
     common = ["--env", TINY_ENV["id"], *tiny_env_args(), "--limit", "2", "--n", "2", "--k", "1",
               "--max-new-tokens", "16", "--workers", "1"]
@@ -283,7 +284,7 @@ def test_engines_and_an_engine_that_cannot_run_the_model(capsys, tmp_path, micro
         code, stdout, _ = run(capsys, "eval", "--model", str(micro_model), *common, "--engine", engine,
                               "--out", str(tmp_path / engine))
         assert code == 0, stdout
-        assert json.loads((tmp_path / engine / "summary.json").read_text())["options"]["engine"] == engine
+        assert json.loads((tmp_path / engine / "summary.json").read_text())["options"]["sampling"]["engine"] == engine
     tokenizer = build_tokenizer()
     gpt2 = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2)).save_pretrained(gpt2)
@@ -299,8 +300,8 @@ def test_engines_and_an_engine_that_cannot_run_the_model(capsys, tmp_path, micro
 def test_engine_names_are_the_engines_and_auto():
     import typing
 
-    from thinkgym.trainer.config import SamplingConfig
-    from thinkgym.trainer.rollout import ENGINES
+    from thinkgym.trainer.sampling import Sampling
+    from thinkgym.trainer.engines import ENGINES
 
     assert ENGINE_NAMES == ("auto", *ENGINES)
-    assert typing.get_args(typing.get_type_hints(SamplingConfig)["engine"]) == ENGINE_NAMES
+    assert typing.get_args(typing.get_type_hints(Sampling)["engine"]) == ENGINE_NAMES

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.models import BUILTIN_MODELS
+from thinkgym.trainer.models.builtin import BUILTIN_MODELS
 from thinkgym.trainer.plan import check_env_options
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from thinkgym.trainer.policy import token_logprobs
+from thinkgym.trainer.models.logprobs import token_logprobs
 
 
 def naive(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature):
@@ -53,7 +53,7 @@ def test_values_entropy_and_gradients_match_the_naive_path(batch, chunk):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
 def test_the_head_backward_matches_autograd_with_a_bias(temperature):
-    from thinkgym.trainer.policy import _HeadLogprobs
+    from thinkgym.trainer.models.logprobs import _HeadLogprobs
 
     g = torch.Generator().manual_seed(0)
     states = torch.randn(7, 16, generator=g, requires_grad=True)

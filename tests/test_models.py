@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from thinkgym.cli import main
-from thinkgym.trainer.gguf_checkpoint import SMOLLM2_GGUF, build_smollm2
-from thinkgym.trainer.models import BUILTIN_MODELS, BuiltinModel, ModelLoadError, check_model, resolve_model
+from thinkgym.trainer.models.gguf import SMOLLM2_GGUF, build_smollm2
+from thinkgym.trainer.models.builtin import BUILTIN_MODELS, BuiltinModel, ModelLoadError, check_model, resolve_model
 
 SMOLLM2 = BUILTIN_MODELS["smollm2-135m-instruct"]
 BUILDS = []

@@ -8,7 +8,7 @@ from math import comb
 
 import pytest
 
-from thinkgym.trainer.passk import maj_at_k, pass_at_k
+from thinkgym.trainer.evaluation.passk import maj_at_k, pass_at_k
 
 
 def brute_pass_at_k(n, c, k):

@@ -9,10 +9,10 @@ import torch
 
 from thinkgym.trainer.accumulate import micro_weight
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.critic import VALUE_HEAD, load_critic
-from thinkgym.trainer.loop import train
-from thinkgym.trainer.models import ModelLoadError
-from thinkgym.trainer.policy import load_model
+from thinkgym.trainer.models.critic import VALUE_HEAD, load_critic
+from thinkgym.trainer.run import train
+from thinkgym.trainer.models.builtin import ModelLoadError
+from thinkgym.trainer.models.policy import load_model
 from thinkgym.trainer.ppo import token_rewards
 from thinkgym.trainer.typed_config import ConfigError
 

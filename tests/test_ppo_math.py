@@ -9,20 +9,9 @@ import sys
 import pytest
 import torch
 
-from thinkgym.trainer.algorithms import (
-    LOSS_NAMES,
-    LOSSES,
-    PRESETS,
-    TOKEN_ESTIMATORS,
-    AlgorithmConfig,
-    cispo_loss,
-    gae,
-    group_advantages,
-    policy_loss,
-    presets_table,
-    value_loss,
-    whiten,
-)
+from thinkgym.trainer.advantages import TOKEN_ESTIMATORS, gae, group_advantages, whiten
+from thinkgym.trainer.algorithm_config import AlgorithmConfig, LOSS_NAMES, PRESETS, presets_table
+from thinkgym.trainer.losses import LOSSES, cispo_loss, policy_loss, value_loss
 
 NAN = float("nan")
 
@@ -291,7 +280,13 @@ def test_config_rejects_bad_new_fields(kwargs, key):
 
 
 def test_config_accepts_gae_and_cispo():
-    assert AlgorithmConfig(estimator="gae", vf_clip=None).vf_clip is None
+    assert AlgorithmConfig(objective="ppo", estimator="gae", vf_clip=None).vf_clip is None
+    with pytest.raises(ValueError, match="algorithm.estimator: got 'gae'.*objective ppo"):  # a critic's estimator
+        AlgorithmConfig(estimator="gae")
+    with pytest.raises(ValueError, match="algorithm.estimator: got 'grpo', expected \\['gae'\\] for objective ppo"):
+        AlgorithmConfig(objective="ppo")
+    with pytest.raises(ValueError, match="algorithm.objective: got 'dpo'"):
+        AlgorithmConfig(objective="dpo")
     assert AlgorithmConfig(loss="cispo", clip_low=1.0).clip_low == 1.0
     with pytest.raises(ValueError, match="'gae'"):  # the error lists the token-level estimator too
         AlgorithmConfig(estimator="gea")

@@ -8,9 +8,13 @@ import torch
 
 from thinkgym.cli import main
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import train
-from thinkgym.trainer.policy import Sampling, load_model, token_logprobs
-from thinkgym.trainer.rollout import EngineFallbackWarning, HFEngine, StaticCacheEngine, make_engine
+from thinkgym.trainer.run import train
+from thinkgym.trainer.models.logprobs import token_logprobs
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.engines import EngineFallbackWarning, make_engine
+from thinkgym.trainer.engines.hf import HFEngine
+from thinkgym.trainer.engines.static import StaticCacheEngine
 
 from test_trainer import write_config
 
@@ -82,7 +86,7 @@ def random_decoder(kind: str, **overrides):
     q/k/v biases, Qwen3's q/k norms), sized for the tiny tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from thinkgym.trainer.tiny_tokenizer import build_tokenizer
+    from thinkgym.trainer.models.tiny_tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer()
     config = AutoConfig.for_model(kind, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
@@ -143,7 +147,7 @@ def test_static_engine_refuses_what_it_cannot_run_exactly():
 
 
 def test_sampling_draws_from_the_distribution_and_reports_its_logprob():
-    from thinkgym.trainer.rollout import _sample, _two_stage_multinomial
+    from thinkgym.trainer.engines.static import _sample, _two_stage_multinomial
 
     torch.manual_seed(0)
     probs = torch.tensor([0.5, 0.0, 0.2, 0.1, 0.0, 0.05, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0])  # 4 ids a block
@@ -164,8 +168,9 @@ def test_sampling_draws_from_the_distribution_and_reports_its_logprob():
 
 def test_tis_weighs_each_token_by_the_capped_trainer_to_rollout_ratio(micro_model):
     from thinkgym.trainer import distributed
-    from thinkgym.trainer.loop import Batch, batch_logprobs, update
-    from thinkgym.trainer.policy import Rollouts
+    from thinkgym.trainer.collect import Batch, batch_logprobs
+    from thinkgym.trainer.policy_update import update_policy
+    from thinkgym.trainer.engines.rollouts import Rollouts
 
     model, tokenizer = load_model(micro_model)
     torch.manual_seed(0)
@@ -183,9 +188,9 @@ def test_tis_weighs_each_token_by_the_capped_trainer_to_rollout_ratio(micro_mode
     for name, (config, rollout_logprobs, adv) in runs.items():
         policy = load_model(micro_model)[0]
         optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
-        batch = Batch(Rollouts(**{**vars(r), "rollout_logprobs": rollout_logprobs}), torch.zeros(8), adv, mask, {}, [])
-        stats = update(distributed.wrap(policy, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
-                       batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+        batch = Batch(Rollouts(**{**vars(r), "rollout_logprobs": rollout_logprobs}), torch.zeros(8), mask, {}, [], adv)
+        stats = update_policy(distributed.wrap(policy, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                       batch, config, torch.Generator().manual_seed(0))
         results[name] = (stats, list(policy.parameters()))
     (stats, params), (_, by_hand) = results["tis"], results["by hand"]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params, by_hand))

@@ -69,3 +69,9 @@ def test_a_function_the_helper_cannot_import_is_an_error_not_a_dead_helper():
 
 def _local_function() -> None:
     """Importable here, not in the helper (tests/ is not on its path)."""
+
+
+def test_an_unpicklable_result_is_an_error_not_a_dead_helper():
+    with pytest.raises(TypeError, match="unpicklable result"):
+        call_with_timeout(threading.Lock)
+    assert call_with_timeout(sum, [1, 2]) == 3

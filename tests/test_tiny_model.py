@@ -14,12 +14,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from thinkgym.rewards.math_answer import math_reward
-from thinkgym.trainer import tiny_model
+from thinkgym.trainer.models import tiny as tiny_model
 from thinkgym.trainer.checkpoint import rng_state
-from thinkgym.trainer.tiny_model import (CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model,
-                                         held_out_questions, make_env, pretraining_examples, tiny_model_path,
-                                         worked_solution)
-from thinkgym.trainer.tiny_tokenizer import ALPHABET, TAGS, build_tokenizer
+from thinkgym.trainer.models.tiny import CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model, held_out_questions, make_env, pretraining_examples, tiny_model_path, worked_solution
+from thinkgym.trainer.models.tiny_tokenizer import ALPHABET, TAGS, build_tokenizer
 
 MICRO_STEPS = 2
 
@@ -185,7 +183,7 @@ def test_pretraining_answers_are_noisy_but_right_most_often():
     import collections
     import random
 
-    from thinkgym.trainer.tiny_model import ANSWER_NOISE, noisy_answer
+    from thinkgym.trainer.models.tiny import ANSWER_NOISE, noisy_answer
 
     rng = random.Random(0)
     counts = collections.Counter(noisy_answer(50, rng) - 50 for _ in range(20_000))

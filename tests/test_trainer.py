@@ -18,8 +18,13 @@ from thinkgym.rewards import Score
 from thinkgym.trainer import distributed
 from thinkgym.trainer.checkpoint import CheckpointError
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import TaskSampler, batch_logprobs, collect_batch, train, update
-from thinkgym.trainer.tiny_model import TINY_ENV
+from thinkgym.trainer.collect import TaskSampler, batch_logprobs
+from thinkgym.trainer.grpo import collect_grpo_batch
+from thinkgym.trainer.policy_update import update_policy
+from thinkgym.trainer.run import train
+from thinkgym.trainer.models.tiny import TINY_ENV
+
+from conftest import policy_of
 
 ENV_KWARGS = {k: v for k, v in TINY_ENV.items() if k != "id"}
 
@@ -57,11 +62,11 @@ def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp
                                 "train.group_size=4", "train.mini_batch_size=8", "train.micro_batch_size=8",
                                 "train.lr=0.01", "sampling.max_new_tokens=12", "train.score_workers=1", "train.cpu_threads=1",
                                 "algorithm.preset=dr_grpo"])
-    from thinkgym.trainer.policy import load_model
+    from thinkgym.trainer.models.policy import load_model
     model, tokenizer = load_model(micro_model)
     envs = [thinkgym.make("tests/Seven-v0")]
-    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
-                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    batch = collect_grpo_batch(0, config, policy_of(config, model, tokenizer),
+                               TaskSampler(envs, [1.0], 0, set()), workers=1)
     assert batch.rewards.shape == (16,) and set(batch.rewards.tolist()) <= {0.0, 1.0}
     grouped = batch.advantages.view(4, 4)
     assert torch.allclose(grouped.sum(1), torch.zeros(4), atol=1e-5)  # dr_grpo: r - group mean
@@ -72,8 +77,8 @@ def test_one_update_raises_the_likelihood_of_better_completions(micro_model, tmp
     assert torch.allclose(old, batch_logprobs(model, batch.rollouts, 8, 1.0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    stats = update(distributed.wrap(model, "cpu"), optimizer, scheduler, batch, config, config.algorithm.resolve(),
-                   torch.Generator().manual_seed(0))
+    stats = update_policy(distributed.wrap(model, "cpu"), optimizer, scheduler, batch, config,
+                          torch.Generator().manual_seed(0))
     assert stats["loss"] != 0 and stats["grad_norm"] > 0
     new = batch_logprobs(model, batch.rollouts, 8, 1.0)
     mask = batch.loss_mask.float()
@@ -170,13 +175,13 @@ def test_single_update_per_batch_skips_the_old_logprob_pass(micro_model):
     config = load_config(None, [f"model.path={micro_model}", "envs=[{id: tests/Seven-v0}]", "train.prompts_per_step=2",
                                 "train.group_size=4", "train.mini_batch_size=8", "train.micro_batch_size=8",
                                 "train.score_workers=1", "sampling.max_new_tokens=8", "algorithm.beta=0"])
-    from thinkgym.trainer.policy import load_model
+    from thinkgym.trainer.models.policy import load_model
     model, tokenizer = load_model(micro_model)
     envs = [thinkgym.make("tests/Seven-v0")]
-    batch = collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, envs,
-                          TaskSampler(envs, [1.0], 0, set()), workers=1)
+    batch = collect_grpo_batch(0, config, policy_of(config, model, tokenizer),
+                               TaskSampler(envs, [1.0], 0, set()), workers=1)
     assert batch.rollouts.old_logprobs is None  # the ratio is 1 by construction: no extra forward pass
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    stats = update(distributed.wrap(model, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
-                   batch, config, config.algorithm.resolve(), torch.Generator().manual_seed(0))
+    stats = update_policy(distributed.wrap(model, "cpu"), optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0),
+                          batch, config, torch.Generator().manual_seed(0))
     assert stats["approx_kl"] == 0.0 and stats["clip_frac_low"] == stats["clip_frac_high"] == 0.0

@@ -9,9 +9,14 @@ import torch
 
 import thinkgym
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.loop import TaskSampler, collect_batch, train
-from thinkgym.trainer.policy import Sampling, generate, load_model
+from thinkgym.trainer.collect import TaskSampler
+from thinkgym.trainer.grpo import collect_grpo_batch
+from thinkgym.trainer.run import train
+from thinkgym.trainer.engines.hf import generate
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sampling import Sampling
 
+from conftest import policy_of
 from test_trainer import write_config  # noqa: F401 - registers tests/Seven-v0 too
 
 
@@ -20,8 +25,8 @@ def batch_for(micro_model, overrides, envs=("tests/Seven-v0",), weights=(1.0,)):
     model, tokenizer = load_model(micro_model)
     made = [thinkgym.make(e) for e in envs]
     torch.manual_seed(0)
-    return collect_batch(0, config, config.algorithm.resolve(), model, tokenizer, made,
-                         TaskSampler(made, list(weights), 0, set()), workers=1)
+    return collect_grpo_batch(0, config, policy_of(config, model, tokenizer),
+                              TaskSampler(made, list(weights), 0, set()), workers=1)
 
 
 def test_dapo_dynamic_sampling_keeps_only_informative_groups(micro_model):
@@ -145,7 +150,7 @@ def test_infrastructure_failures_are_dropped_not_learned_from(micro_model):
 
 def test_a_weakened_sandbox_is_announced_only_for_envs_that_run_code(monkeypatch):
     import thinkgym.rewards.sandbox as sandbox
-    from thinkgym.trainer.loop import warn_if_sandbox_weakened
+    from thinkgym.trainer.run import warn_if_sandbox_weakened
 
     monkeypatch.setattr(sandbox, "isolation_warning", lambda: "sandbox isolation is 'rlimits', weaker than 'namespaces'")
     lines = []

@@ -24,9 +24,9 @@ import yaml
 
 from thinkgym.envs import EnvError, list_envs, make
 from thinkgym.envs.tasks import read_jsonl
-from thinkgym.trainer.eval_options import BATCH_SIZE, ENGINE_NAMES, EvalError, EvalOptions, check_options, parse_ks
-from thinkgym.trainer.models import check_model, model_rows
-from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.evaluation.options import BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EvalError, EvalOptions, check_options, parse_ks
+from thinkgym.trainer.models.builtin import check_model, model_rows
+from thinkgym.trainer.sampling import Sampling, add_sampling_flags, sampling_from_flags
 from thinkgym.trainer.typed_config import yaml_problem
 
 
@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                    *(["--config", args.config] if args.config else []), *[f"--set={s}" for s in args.set],
                    *(["--resume"] if args.resume else [])]
         raise SystemExit(subprocess.run(command).returncode)
-    from thinkgym.trainer.loop import train
+    from thinkgym.trainer.run import train
 
     train(config, resume=args.resume)
 
@@ -164,13 +164,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     try:  # every option is checked before torch is imported
         options = EvalOptions(
             model=args.model, env=args.env, env_args=parse_assignments(args.arg), n=args.n, ks=parse_ks(args.k),
-            sampling=Sampling(args.temperature, args.top_p, args.max_new_tokens, tuple(args.stop)),
+            sampling=sampling_from_flags(args),
             limit=args.limit, seed=args.seed, device=args.device, dtype=args.dtype,
-            workers=args.workers, engine=args.engine, batch_size=args.batch_size, threads=args.threads)
+            workers=args.workers, batch_size=args.batch_size, threads=args.threads)
         check_options(options)
         check_model(options.model)
-        from thinkgym.trainer.eval_run import default_out_dir, evaluate_model, summary_rows
-        from thinkgym.trainer.loop import resolve_device
+        from thinkgym.trainer.evaluation.evaluate import default_out_dir, evaluate_model, summary_rows
+        from thinkgym.trainer.run import resolve_device
 
         options.device = resolve_device(options.device)
         out = Path(args.out) if args.out else default_out_dir(args.env)
@@ -234,10 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=16, help="completions per task (default: 16)")
     evaluate.add_argument("--k", default="1,4,16", help="comma-separated k values, each <= n (default: 1,4,16)")
     evaluate.add_argument("--limit", type=int, help="the first LIMIT tasks (default: all of a dataset, 100 of a generator)")
-    evaluate.add_argument("--temperature", type=float, default=1.0)
-    evaluate.add_argument("--top-p", type=float, default=1.0)
-    evaluate.add_argument("--max-new-tokens", type=int, default=256)
-    evaluate.add_argument("--stop", action="append", default=[], metavar="STR", help="stop string (repeatable)")
+    add_sampling_flags(evaluate, Sampling(max_new_tokens=EVAL_MAX_NEW_TOKENS))
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (the task generator's seed is --arg seed=N)")
     evaluate.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -247,8 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, default=1,
                           help="torch CPU threads, as train.cpu_threads (default: 1, fastest for small models "
                                "on a few cores; 0: torch's default)")
-    evaluate.add_argument("--engine", default="auto", choices=ENGINE_NAMES,
-                          help="rollout engine (default auto: static for Llama/Mistral/Qwen2/Qwen3, else hf)")
     evaluate.add_argument("--out", help="output folder (default: runs/eval-<env name>-<timestamp>)")
     evaluate.set_defaults(run=cmd_eval)
 
@@ -262,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINER_ERRORS = (("thinkgym.trainer.typed_config", "ConfigError"), ("thinkgym.trainer.checkpoint", "CheckpointError"),
-                  ("thinkgym.trainer.models", "ModelLoadError"))
+                  ("thinkgym.trainer.models.builtin", "ModelLoadError"))
 """(module, class) of the trainer's bad-input exceptions."""
 
 

@@ -1,4 +1,4 @@
-"""GRPO-family training of causal language models on thinkgym environments.
+"""RL training of causal language models on thinkgym environments: the GRPO family and PPO.
 
 The public names below load on first use (PEP 562), each from the module that
 defines it: importing ``thinkgym.trainer`` or a light submodule (the config, the
@@ -11,11 +11,11 @@ _HOMES = {
     "ESTIMATORS": "advantages", "group_advantages": "advantages", "register_estimator": "advantages",
     "AGGREGATIONS": "algorithm_config", "KL_KINDS": "algorithm_config", "PRESETS": "algorithm_config",
     "AlgorithmConfig": "algorithm_config", "preset": "algorithm_config",
-    "aggregate": "algorithms", "informative_groups": "algorithms", "kl_penalty": "algorithms",
-    "policy_loss": "algorithms",
+    "LOSSES": "losses", "register_loss": "losses", "aggregate": "losses", "informative_groups": "losses",
+    "kl_penalty": "losses", "policy_loss": "losses",
     "Config": "config", "load_config": "config",
-    "train": "loop",
-    "maj_at_k": "passk", "pass_at_k": "passk",
+    "OBJECTIVES": "run", "train": "run",
+    "maj_at_k": "evaluation.passk", "pass_at_k": "evaluation.passk",
 }
 """Each public name and the submodule that defines it."""
 

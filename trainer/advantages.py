@@ -7,7 +7,7 @@ per completion, with its formula and paper in the docstring. ``"gae"`` (in
 token, and is computed by :func:`gae`. Everything here is written with tensor
 methods only: this module never imports torch, so a config naming an estimator is
 checked (:class:`~thinkgym.trainer.algorithm_config.AlgorithmConfig`) before torch
-loads. :mod:`thinkgym.trainer.algorithms` re-exports these names.
+loads. :mod:`thinkgym.trainer.losses` re-exports these names.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 recipes (:data:`PRESETS`), each from its paper.
 
 Torch-free, so a config is validated before torch loads; the tensor functions
-these choices select live in :mod:`thinkgym.trainer.algorithms`, which
+these choices select live in :mod:`thinkgym.trainer.losses`, which
 re-exports this module's names.
 """
 
@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from thinkgym.trainer.advantages import ESTIMATORS, TOKEN_ESTIMATORS
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-"""Loss aggregations of :func:`~thinkgym.trainer.algorithms.aggregate`."""
+"""Loss aggregations of :func:`~thinkgym.trainer.losses.aggregate`."""
 KL_KINDS = ("k1", "k2", "k3")
-"""KL estimators of :func:`~thinkgym.trainer.algorithms.kl_penalty`."""
+"""KL estimators of :func:`~thinkgym.trainer.losses.kl_penalty`."""
 OVERLONG = (None, "soft_penalty", "mask_truncated")
 LOSS_NAMES = ("ppo_clip", "cispo")
-"""Policy losses of :data:`~thinkgym.trainer.algorithms.LOSSES` (a test keeps the two equal)."""
+OBJECTIVES = ("grpo", "ppo")
+"""The training objectives, one module each under trainer/ (``trainer/grpo.py``, ``trainer/ppo.py``)."""
+"""Policy losses of :data:`~thinkgym.trainer.losses.LOSSES` (a test keeps the two equal)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class AlgorithmConfig:
     """Every algorithm choice of a training run; ``PRESETS`` holds the named ones.
 
     Attributes:
+        objective: the training objective, one of ``OBJECTIVES``: ``"grpo"``, the
+            group-relative family (every preset but ``ppo``), or ``"ppo"`` with a critic.
         estimator: advantage estimator: a group one, a key of ``ESTIMATORS``, or
             ``"gae"`` (``TOKEN_ESTIMATORS``: PPO with a critic).
         loss: policy loss, one of ``LOSS_NAMES``: ``"ppo_clip"`` (``policy_loss``)
@@ -54,6 +58,7 @@ class AlgorithmConfig:
         paper: where the recipe comes from.
     """
 
+    objective: str = "grpo"
     estimator: str = "grpo"
     loss: str = "ppo_clip"
     clip_low: float = 0.2
@@ -74,15 +79,18 @@ class AlgorithmConfig:
 
     @property
     def uses_critic(self) -> bool:
-        """PPO (``gae``): a critic's values make the advantages, and ``-beta * KL_t``
+        """PPO: a critic's values make the advantages (``gae``), and ``-beta * KL_t``
         goes into the per-token reward; the group estimators put ``beta * KL`` into the loss."""
-        return self.estimator in TOKEN_ESTIMATORS
+        return self.objective == "ppo"
 
     def __post_init__(self):
         cispo = self.loss == "cispo"
+        ppo = self.objective == "ppo"
         checks = {
-            "estimator": (self.estimator in ESTIMATORS or self.estimator in TOKEN_ESTIMATORS,
-                          sorted(ESTIMATORS) + list(TOKEN_ESTIMATORS)),
+            "objective": (self.objective in OBJECTIVES, list(OBJECTIVES)),
+            "estimator": (self.estimator in TOKEN_ESTIMATORS if ppo else self.estimator in ESTIMATORS,
+                          f"{list(TOKEN_ESTIMATORS)} for objective ppo" if ppo else
+                          f"one of {sorted(ESTIMATORS)} for objective grpo ({list(TOKEN_ESTIMATORS)}: objective ppo)"),
             "loss": (self.loss in LOSS_NAMES, list(LOSS_NAMES)),
             "clip_low": (0.0 <= self.clip_low <= 1.0 if cispo else 0.0 <= self.clip_low < 1.0,
                          "a number in [0, 1] for loss cispo" if cispo else "a number in [0, 1)"),
@@ -145,7 +153,7 @@ PRESETS: dict[str, AlgorithmConfig] = {
     # means. The KL is not in the loss: beta * k1 goes into the per-token reward,
     # r_t - beta * (logp_t - ref_t), InstructGPT style (TRL's default kl_coef 0.05).
     "ppo": AlgorithmConfig(
-        estimator="gae", loss="ppo_clip", clip_low=0.2, clip_high=0.2, agg="token-mean", kl="k1", beta=0.05,
+        objective="ppo", estimator="gae", loss="ppo_clip", clip_low=0.2, clip_high=0.2, agg="token-mean", kl="k1", beta=0.05,
         gamma=1.0, lam=0.95, whiten_advantages=True, vf_clip=0.2,
         paper="Schulman et al. 2017, PPO (arXiv:1707.06347); Ouyang et al. 2022, InstructGPT (arXiv:2203.02155)"),
     # CISPO (MiniMax-M1, Chen et al. 2025): group-normalised advantages, token means

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from thinkgym.trainer.policy import Rollouts
+from thinkgym.trainer.engines.rollouts import Rollouts
 
 
 @dataclass

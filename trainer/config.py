@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from thinkgym.trainer.algorithm_config import AlgorithmConfig, preset
-from thinkgym.trainer.tiny_tasks import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
+from thinkgym.trainer.models.tiny_tasks import EVAL_SEED, PRETRAIN_SEED, TINY_ENV
+from thinkgym.trainer.sampling import Sampling, sampling_problems
 from thinkgym.trainer.typed_config import ConfigError, apply_overrides, build, read_yaml
 
 
@@ -40,20 +41,11 @@ class EnvConfig:
 
 
 @dataclass
-class SamplingConfig:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    stop: list[str] = field(default_factory=list)
-    engine: Literal["auto", "hf", "static"] = "auto"  # rollout engine (trainer/rollout.py); auto: static where it supports the model, else hf
-    tis_cap: Optional[float] = None  # truncated importance sampling: weigh tokens by min(p_train / p_rollout, cap)
-
-
-@dataclass
 class AlgorithmSection:
     """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
 
     preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo", "ppo", "cispo"] = "dr_grpo"
+    objective: Optional[Literal["grpo", "ppo"]] = None  # trainer/grpo.py or trainer/ppo.py; the preset's by default
     estimator: Optional[str] = None
     loss: Optional[str] = None
     clip_low: Optional[float] = None
@@ -85,7 +77,7 @@ class AlgorithmSection:
 
 @dataclass
 class CriticConfig:
-    """PPO's value model (``algorithm.estimator: gae``); unused by the group estimators."""
+    """PPO's value model (``algorithm.objective: ppo``); unused by the other objectives."""
 
     path: Optional[str] = None  # None: the policy's model; else a critic checkpoint or a causal LM to put a value head on
     lr: Optional[float] = None  # None: train.lr
@@ -133,7 +125,7 @@ def tiny_env() -> EnvConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     envs: list[EnvConfig] = field(default_factory=lambda: [tiny_env()])
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: Sampling = field(default_factory=Sampling)  # trainer/sampling.py
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     critic: CriticConfig = field(default_factory=CriticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -148,7 +140,7 @@ def check(c: Config) -> None:
     t = c.train
     positive = {"train.steps": t.steps, "train.prompts_per_step": t.prompts_per_step,
                 "train.epochs_per_batch": t.epochs_per_batch, "train.mini_batch_size": t.mini_batch_size,
-                "train.micro_batch_size": t.micro_batch_size, "sampling.max_new_tokens": c.sampling.max_new_tokens}
+                "train.micro_batch_size": t.micro_batch_size}
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
@@ -162,10 +154,9 @@ def check(c: Config) -> None:
         raise ConfigError(f"critic.warmup_steps must be >= 0, got {c.critic.warmup_steps}")
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
-    if c.sampling.temperature <= 0 or not 0 < c.sampling.top_p <= 1:
-        raise ConfigError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
-    if c.sampling.tis_cap is not None and (c.sampling.tis_cap < 1 or c.sampling.engine == "hf"):
-        raise ConfigError("sampling.tis_cap must be >= 1 and needs an engine that reports its log-probs (engine: static)")
+    problems = sampling_problems(c.sampling, key=lambda name: f"sampling.{name}")
+    if problems:
+        raise ConfigError(problems[0])
     batch = t.prompts_per_step * t.group_size
     if batch % t.mini_batch_size:
         raise ConfigError(f"train.mini_batch_size ({t.mini_batch_size}) must divide prompts_per_step x group_size ({batch})")

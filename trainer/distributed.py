@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from thinkgym.trainer.policy import token_logprobs
+from thinkgym.trainer.models.logprobs import token_logprobs
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -127,7 +127,7 @@ def wrap(model, device: str, strategy: str = "ddp") -> torch.nn.Module:
 
 
 def wrap_critic(critic, device: str, strategy: str = "ddp") -> torch.nn.Module:
-    """PPO's critic (:class:`~thinkgym.trainer.critic.Critic`) as :func:`wrap` does
+    """PPO's critic (:class:`~thinkgym.trainer.models.critic.Critic`) as :func:`wrap` does
     the policy: itself on one rank, else in DDP or sharded by FSDP2 (it runs only
     through its own forward, so it is its own root)."""
     if world() == 1:

@@ -15,7 +15,7 @@ import thinkgym.envs.registry
 from thinkgym.envs import TextEnv
 from thinkgym.envs.tasks import FORMATS
 from thinkgym.trainer.config import Config
-from thinkgym.trainer.models import check_model
+from thinkgym.trainer.models.builtin import check_model
 from thinkgym.trainer.typed_config import ConfigError
 
 

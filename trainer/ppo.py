@@ -12,27 +12,61 @@ then, instead of comparing a prompt's completions with each other:
 4. the critic learns the returns with the clipped value loss (``vf_clip``), on
    its own optimizer and learning rate (``critic.lr``);
 5. the policy takes the clipped-surrogate update with those advantages
-   (:func:`~thinkgym.trainer.loop.update`), once ``critic.warmup_steps`` steps
-   have trained the critic alone.
+   (:func:`update_policy`), once ``critic.warmup_steps`` steps have trained the
+   critic alone.
+
+``algorithm.objective: ppo`` (``algorithm.preset: ppo``); the critic's own
+settings are the ``critic`` section.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from thinkgym.trainer import checkpoint as ckpt
 from thinkgym.trainer import distributed
-from thinkgym.trainer.accumulate import accumulate_and_step
+from thinkgym.trainer.accumulate import accumulate_and_step, make_optimizer
 from thinkgym.trainer.advantages import gae, whiten
-from thinkgym.trainer.algorithms import AlgorithmConfig, explained_variance, kl_penalty, value_loss
+from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.batching import per_token
-from thinkgym.trainer.critic import Critic, load_critic
-from thinkgym.trainer.policy import Rollouts
+from thinkgym.trainer.collect import Batch, collect_batch
+from thinkgym.trainer.engines.rollouts import Rollouts
+from thinkgym.trainer.losses import explained_variance, kl_penalty, value_loss
+from thinkgym.trainer.models.critic import Critic, load_critic
+from thinkgym.trainer.policy_update import update_policy
 
 CRITIC_FOLDER = "critic"  # inside a checkpoint
+
+
+class PPO:
+    """The objective for :func:`thinkgym.trainer.run.train`; ``run`` is its
+    :class:`~thinkgym.trainer.run.Run`. Sets up the critic (resumed with the run)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.critic = setup_critic(run.config, run.base_path, run.checkpoint, run.device)
+
+    def step(self, step: int) -> tuple[Batch, dict[str, float]]:
+        run, critic = self.run, self.critic
+        with distributed.full_params(run.module):  # FSDP: sample from whole weights, without collectives
+            batch = collect_batch(step, run.config, run.policy, run.sampler, run.workers)
+        started = time.perf_counter()
+        stats = advantages(critic, batch, run.config, run.algo)
+        stats.update(update_critic(critic, batch, run.config, run.algo, run.shuffle_rng))
+        if step >= run.config.critic.warmup_steps:
+            stats.update(update_policy(run.module, run.optimizer, run.scheduler, batch, run.config, run.shuffle_rng))
+        return batch, {**stats, "time/update": time.perf_counter() - started}
+
+    def checkpoint(self) -> tuple[dict, Callable[[Path], None] | None]:
+        """On every rank (FSDP gathers the critic's shards): the critic's optimizer
+        state for the trainer state, and a writer of its weights into the checkpoint."""
+        weights, optimizer_state = ckpt.gather_state(self.critic.critic, self.critic.optimizer)
+        return {"critic_optimizer": optimizer_state}, lambda folder: save_critic(self.critic, weights, folder)
 
 
 @dataclass
@@ -51,9 +85,7 @@ def setup_critic(config, base_path: str, checkpoint: Path | None, device: str) -
     source = str(checkpoint / CRITIC_FOLDER) if checkpoint else (c.path or base_path)
     critic = load_critic(source, config.model.dtype, device, seed=config.train.seed)
     module = distributed.wrap_critic(critic, device, config.train.strategy)
-    optimizer = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad], lr=c.lr or config.train.lr,
-                                  weight_decay=config.train.weight_decay,
-                                  fused=torch.device(device).type in ("cpu", "cuda"))
+    optimizer = make_optimizer(critic, c.lr or config.train.lr, config.train.weight_decay, device)
     if checkpoint:
         ckpt.load_optimizer_state(critic, optimizer, ckpt.load_trainer_state(checkpoint)["critic_optimizer"])
     return CriticRun(critic, module, optimizer)
@@ -78,7 +110,7 @@ def batch_values(module, r: Rollouts, micro: int, bucket: bool) -> torch.Tensor:
     return per_token(r, micro, bucket, lambda inputs: module(*inputs))
 
 
-def advantages(run: CriticRun, batch, config, algo: AlgorithmConfig) -> dict[str, float]:
+def advantages(run: CriticRun, batch: Batch, config, algo: AlgorithmConfig) -> dict[str, float]:
     """Steps 1-3: fill ``batch.values``, ``batch.returns`` and per-token
     ``batch.advantages``; returns their statistics (before whitening)."""
     r, t = batch.rollouts, config.train
@@ -102,7 +134,7 @@ def advantages(run: CriticRun, batch, config, algo: AlgorithmConfig) -> dict[str
     return stats
 
 
-def update_critic(run: CriticRun, batch, config, algo: AlgorithmConfig, rng: torch.Generator) -> dict[str, float]:
+def update_critic(run: CriticRun, batch: Batch, config, algo: AlgorithmConfig, rng: torch.Generator) -> dict[str, float]:
     """Step 4: the clipped value loss over the batch, as many epochs and
     mini-batches as the policy's update."""
     t = config.train

@@ -1,9 +1,19 @@
-"""How completions are sampled: plain data that needs no torch, so the CLI
-checks it before torch is imported."""
+"""How completions are sampled: one dataclass for the config's ``sampling``
+section, ``thinkgym eval``'s sampling flags and what the rollout engines take.
+
+Plain data with no torch, so the CLI checks it before torch is imported.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+ENGINE_NAMES = ("auto", "hf", "static")
+"""The rollout engines (:mod:`thinkgym.trainer.engines`) and ``auto``: static
+where it supports the model, else hf."""
 
 
 @dataclass
@@ -11,4 +21,36 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
-    stop: tuple[str, ...] = ()
+    stop: list[str] = field(default_factory=list)  # stop strings: a completion ends with the first it writes
+    engine: Literal["auto", "hf", "static"] = "auto"  # one of ENGINE_NAMES
+    tis_cap: Optional[float] = None  # training only: truncated importance sampling, min(p_train / p_rollout, cap)
+
+
+def sampling_problems(s: Sampling, key: Callable[[str], str]) -> list[str]:
+    """What is wrong with ``s``, each problem naming its field as ``key(field)``
+    (``sampling.top_p`` in a config, ``--top-p`` on the command line)."""
+    checks = [(s.temperature <= 0, "temperature", f"must be > 0, got {s.temperature}"),
+              (not 0 < s.top_p <= 1, "top_p", f"must be in (0, 1], got {s.top_p}"),
+              (s.max_new_tokens < 1, "max_new_tokens", f"must be >= 1, got {s.max_new_tokens}"),
+              (s.engine not in ENGINE_NAMES, "engine", f"must be one of {', '.join(ENGINE_NAMES)}; got {s.engine!r}"),
+              (s.tis_cap is not None and s.tis_cap < 1, "tis_cap", f"must be >= 1, got {s.tis_cap}"),
+              (s.tis_cap is not None and s.engine == "hf", "tis_cap",
+               "needs an engine that reports its log-probs (engine: static or auto), not hf")]
+    return [f"{key(name)} {message}" for failed, name, message in checks if failed]
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, defaults: Sampling) -> None:
+    """``--temperature``, ``--top-p``, ``--max-new-tokens``, ``--stop`` and ``--engine``,
+    defaulting to ``defaults``; :func:`sampling_from_flags` reads them back."""
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--top-p", type=float, default=defaults.top_p)
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    parser.add_argument("--stop", action="append", default=list(defaults.stop), metavar="STR",
+                        help="stop string (repeatable)")
+    parser.add_argument("--engine", default=defaults.engine, choices=ENGINE_NAMES,
+                        help="rollout engine (default auto: static for Llama/Mistral/Qwen2/Qwen3, else hf)")
+
+
+def sampling_from_flags(args: argparse.Namespace) -> Sampling:
+    return Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                    stop=list(args.stop), engine=args.engine)

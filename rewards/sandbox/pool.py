@@ -87,18 +87,21 @@ class _Zygote:
                 stdout=subprocess.DEVNULL, start_new_session=True)
         self.sock = ours
         try:
-            hello = wire.recv(ours, _START_TIMEOUT)
-        except (OSError, EOFError) as exc:
+            hello = wire.recv(ours.fileno(), _START_TIMEOUT)
+        except EOFError:
+            hello = {"ok": False, "error": "zygote exited"}
+        except OSError as exc:
             hello = {"ok": False, "error": f"no answer: {exc!r}"}
-        if not hello or not hello["ok"]:
+        if not hello["ok"]:
             self.close()
-            raise SandboxUnavailable(f"{level}: {hello['error'] if hello else 'zygote exited'}")
+            raise SandboxUnavailable(f"{level}: {hello['error']}")
 
     def run(self, request: dict, timeout: float) -> dict:
-        wire.send(self.sock, request)
-        answer = wire.recv(self.sock, timeout)
-        if answer is None:
-            raise EOFError("zygote exited")
+        wire.send(self.sock.fileno(), request)
+        try:
+            answer = wire.recv(self.sock.fileno(), timeout)
+        except EOFError:
+            raise EOFError("zygote exited") from None
         if "error" in answer:
             raise EOFError(f"zygote quit: {answer['error']}")
         return answer

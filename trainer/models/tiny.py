@@ -3,7 +3,7 @@
 The default ``thinkgym train`` run needs a policy that runs on a laptop CPU with
 no downloads, and that RL can visibly improve. This module builds one: a
 0.65M-parameter Llama with a character-level tokenizer
-(:mod:`thinkgym.trainer.tiny_tokenizer`), trained by next-token prediction on
+(:mod:`thinkgym.trainer.models.tiny_tokenizer`), trained by next-token prediction on
 synthetic R1-Zero-style traces for :data:`TINY_ENV`::
 
     Compute 57 + 68.<think>57+68: 7+8=15, 5+6+1=12</think><answer>125</answer></s>
@@ -41,9 +41,9 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 import thinkgym
 from thinkgym.trainer.checkpoint import rng_state, set_rng_state
-from thinkgym.trainer.models import BUILTIN_MODELS, cached_model
-from thinkgym.trainer.tiny_tasks import EVAL_SEED, HELD_OUT_TASKS, PRETRAIN_SEED, TINY_ENV
-from thinkgym.trainer.tiny_tokenizer import build_tokenizer
+from thinkgym.trainer.models.builtin import BUILTIN_MODELS, cached_model
+from thinkgym.trainer.models.tiny_tasks import EVAL_SEED, HELD_OUT_TASKS, PRETRAIN_SEED, TINY_ENV
+from thinkgym.trainer.models.tiny_tokenizer import build_tokenizer
 
 CACHE_NAME = BUILTIN_MODELS["tiny"].folder
 """The cache folder name (change it in :data:`BUILTIN_MODELS` whenever the recipe below changes)."""

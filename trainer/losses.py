@@ -1,4 +1,4 @@
-"""The RL algorithms of thinkgym: advantages, policy and value losses, KL penalties, presets.
+"""The losses of thinkgym's RL objectives: policy and value losses, their aggregation, KL penalties.
 
 Each piece is a small pure tensor function with its formula and paper in the
 docstring; the trainer composes them per step::
@@ -34,9 +34,9 @@ Shapes: ``N`` completions (``B`` prompts x ``G`` completions each, a prompt's
 ``G`` completions consecutive), ``T`` completion tokens; ``mask`` is 1 on the
 tokens that count (the completion, up to and including EOS) and 0 on padding.
 
-The advantage estimators (:mod:`~thinkgym.trainer.advantages`) and the presets
-(:mod:`~thinkgym.trainer.algorithm_config`) live in torch-free modules, so a
-config is validated before torch loads; they are re-exported here.
+The advantage estimators (:mod:`~thinkgym.trainer.advantages`, the registry next
+to this one) and the presets (:mod:`~thinkgym.trainer.algorithm_config`) live in
+torch-free modules, so a config is validated before torch loads.
 """
 
 from __future__ import annotations
@@ -45,10 +45,7 @@ from collections.abc import Callable
 
 import torch
 
-from thinkgym.trainer.advantages import (  # noqa: F401 - re-exported
-    ESTIMATORS, TOKEN_ESTIMATORS, gae, group_advantages, register_estimator, whiten)
-from thinkgym.trainer.algorithm_config import (  # noqa: F401 - re-exported
-    AGGREGATIONS, KL_KINDS, LOSS_NAMES, PRESETS, AlgorithmConfig, preset, presets_table)
+from thinkgym.trainer.algorithm_config import AGGREGATIONS, KL_KINDS
 
 PolicyLoss = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 LOSSES: dict[str, PolicyLoss] = {}
@@ -165,11 +162,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     if ratio_level not in ("token", "sequence"):
         raise ValueError(f"unknown ratio_level {ratio_level!r}; choose 'token' or 'sequence'")
 
-    valid = mask > 0
-    mask = mask.to(logprobs.dtype)
-    adv = advantages.detach().to(logprobs.dtype)
-    if adv.dim() == 1:
-        adv = adv.unsqueeze(-1).expand_as(logprobs)
+    valid, mask, adv = _per_token(logprobs, advantages, mask)
     token_log_ratio = torch.where(valid, logprobs - old_logprobs.detach(), torch.zeros_like(logprobs))
     if ratio_level == "sequence":
         seq_log_ratio = token_log_ratio.sum(-1) / mask.sum(-1).clamp(min=1.0)
@@ -193,6 +186,14 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     if dual_clip is not None:
         metrics["dual_clip_frac"] = _token_mean(((r > dual_clip) & (adv < 0)).to(r.dtype), mask)
     return loss, metrics
+
+
+def _per_token(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor):
+    """(valid token positions, the mask and the detached advantages as [N, T] in ``logprobs``'s dtype)."""
+    adv = advantages.detach().to(logprobs.dtype)
+    if adv.dim() == 1:
+        adv = adv.unsqueeze(-1).expand_as(logprobs)
+    return mask > 0, mask.to(logprobs.dtype), adv
 
 
 def _check_advantages(advantages: torch.Tensor, logprobs: torch.Tensor) -> None:
@@ -252,11 +253,7 @@ def cispo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: t
     if ratio_level != "token":
         raise ValueError(f"cispo clips a per-token weight: ratio_level must be 'token', got {ratio_level!r}")
 
-    valid = mask > 0
-    mask = mask.to(logprobs.dtype)
-    adv = advantages.detach().to(logprobs.dtype)
-    if adv.dim() == 1:
-        adv = adv.unsqueeze(-1).expand_as(logprobs)
+    valid, mask, adv = _per_token(logprobs, advantages, mask)
     log_ratio = torch.where(valid, logprobs.detach() - old_logprobs.detach(), torch.zeros_like(logprobs))
     r = torch.exp(log_ratio)
     weight = r.clamp(1.0 - clip_low, 1.0 + clip_high)

@@ -7,7 +7,7 @@ tasks, scores them with the environment, and reports:
   sample is correct when the env says so (:meth:`TextEnv.is_correct`: full marks
   on its first reward component, the accuracy);
 - maj@k, majority voting over the samples' extracted answers, estimated without
-  bias over the ``n`` samples (:func:`~thinkgym.trainer.passk.maj_at_k`). It
+  bias over the ``n`` samples (:func:`~thinkgym.trainer.evaluation.passk.maj_at_k`). It
   applies to environments scored by ``math_reward`` only: their answers are
   extracted with ``extract_answer``, in the env's ``answer_extraction`` mode
   (strict or flexible), and grouped by ``canonical_answer``. Code, JSON and
@@ -47,13 +47,13 @@ import torch
 import transformers
 
 from thinkgym.rewards.math_answer import canonical_answer, extract_answer, math_reward
-from thinkgym.trainer.eval_options import EvalError, EvalOptions, check_options
-from thinkgym.trainer.evaluate import Samples, render_prompts, sample_and_score
-from thinkgym.trainer.loop import set_cpu_threads
-from thinkgym.trainer.models import resolve_model
-from thinkgym.trainer.passk import maj_at_k, pass_at_k
-from thinkgym.trainer.policy import load_model
-from thinkgym.trainer.rollout import make_engine
+from thinkgym.trainer.evaluation.options import EvalError, EvalOptions, check_options
+from thinkgym.trainer.evaluation.samples import Samples, render_prompts, sample_and_score
+from thinkgym.trainer.run import set_cpu_threads
+from thinkgym.trainer.models.builtin import resolve_model
+from thinkgym.trainer.evaluation.passk import maj_at_k, pass_at_k
+from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.engines import make_engine
 
 GENERATOR_LIMIT = 100
 """Tasks evaluated by default on a procedural generator (``Math-v0`` without a
@@ -197,7 +197,7 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
     tasks = select_tasks(base, options.limit)
     model, tokenizer, path = load_checked(options, base, tasks, log)
     try:
-        engine = make_engine(options.engine, model, tokenizer)
+        engine = make_engine(options.sampling.engine, model, tokenizer)
     except ValueError as exc:  # an engine that cannot run this model
         raise EvalError(str(exc).replace("sampling.engine", "--engine")) from None
     set_cpu_threads(options.threads)
@@ -236,5 +236,5 @@ def _options_record(options: EvalOptions) -> dict:
     record = asdict(options)
     for key in ("model", "env", "n", "ks"):
         record.pop(key)
-    record["sampling"]["stop"] = list(options.sampling.stop)
+    record["sampling"].pop("tis_cap")  # a training option
     return record

@@ -1,4 +1,4 @@
-"""The tasks of the tiny built-in model (:mod:`thinkgym.trainer.tiny_model`): its
+"""The tasks of the tiny built-in model (:mod:`thinkgym.trainer.models.tiny`): its
 environment, and the generator seeds that keep its held-out tasks out of
 pretraining. Torch-free, so the default config is built without loading torch.
 """

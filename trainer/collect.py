@@ -1,0 +1,205 @@
+"""A step's training data, as every RL objective collects it: draw prompts from
+the environment mixture, sample G completions each with the rollout engine,
+score them in worker processes, keep the groups worth training on.
+
+While the rewards are scored, the old-policy and reference log-probs of the
+same completions are computed, so scoring costs little wall time. Advantages
+are the objective's business (``grpo.py``, ``ppo.py``), not this module's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from thinkgym.rewards.format import overlong_penalty
+from thinkgym.trainer import distributed
+from thinkgym.trainer.batching import per_token
+from thinkgym.trainer.config import Config
+from thinkgym.trainer.engines.rollouts import Rollouts, concat, select
+from thinkgym.trainer.evaluation.samples import render_prompts
+from thinkgym.trainer.losses import informative_groups
+from thinkgym.trainer.models.logprobs import token_logprobs
+from thinkgym.trainer.models.policy import Policy
+
+_SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on the scoring processes
+
+
+class TaskSampler:
+    """Draws training tasks from the weighted env mixture. Step ``s`` draws from an
+    RNG seeded by ``(seed, s, round)``, so the data order of a resumed run is the
+    one it would have had. Held-out tasks (same prompt) are never drawn."""
+
+    def __init__(self, envs, weights: list[float], seed: int, excluded_prompts: set[str]):
+        self.envs, self.seed, self.excluded = envs, seed, excluded_prompts
+        self.weights = np.asarray(weights, dtype=float) / sum(weights)
+
+    def draw(self, step: int, round_: int, count: int) -> list[tuple[int, dict]]:
+        rng = np.random.default_rng([self.seed, step, round_, distributed.rank()])  # each rank its own prompts
+        drawn = []
+        while len(drawn) < count:
+            e = int(rng.choice(len(self.envs), p=self.weights))
+            env = self.envs[e].unwrapped
+            task = env.tasks[int(rng.integers(len(env.tasks)))]
+            if prompt_key(env.prompt_of(task)) not in self.excluded:
+                drawn.append((e, task))
+        return drawn
+
+
+def prompt_key(prompt) -> str:
+    """A hashable key of a prompt (a string, or chat messages)."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+@dataclasses.dataclass
+class Batch:
+    """One step's training data: G completions for each kept prompt."""
+
+    rollouts: Rollouts
+    rewards: torch.Tensor
+    loss_mask: torch.Tensor
+    metrics: dict[str, float]
+    samples: list[dict]
+    advantages: torch.Tensor | None = None  # set by the objective: [N] per completion, or [N, T] per token (PPO)
+    values: torch.Tensor | None = None  # PPO: [N, T] the critic's values when sampled
+    returns: torch.Tensor | None = None  # PPO: [N, T] GAE returns, the critic's targets
+
+
+def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSampler, workers) -> Batch:
+    """Generate and score until B informative groups are in hand (dynamic
+    sampling) or the extra rounds run out; every rank returns as many groups."""
+    t, algo = config.train, config.algorithm.resolve()
+    g, wanted = t.group_size, t.prompts_per_step // distributed.world()
+    # With one optimizer step per batch the policy is still the sampling policy when
+    # the loss is computed: its own detached log-probs are the old ones (ratio 1).
+    # PPO's per-token KL reward needs them too.
+    needs_old = t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g or algo.uses_critic
+    tally = _Tally()
+    kept: list[tuple[Rollouts, torch.Tensor]] = []
+    have, rounds = 0, 0
+    while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
+        drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
+        rounds += 1
+        for e, env in enumerate(sampler.envs):
+            tasks = [task for i, task in drawn if i == e]
+            if not tasks:
+                continue
+            name = env.unwrapped.spec.id if env.unwrapped.spec else f"env{e}"
+            rollouts, rewards, judged = _sample_and_score(name, env, tasks, config, policy, needs_old, workers, tally)
+            informative = informative_groups(rewards, g)
+            tally.groups(len(tasks), int((~informative).sum()))
+            keep = informative if algo.dynamic_sampling else torch.ones_like(informative)
+            # A sandbox that failed (not the program) says nothing of its group: dropped.
+            keep = (keep & judged.view(-1, g).all(1)).repeat_interleave(g)
+            if keep.any():
+                kept.append((select(rollouts, keep), rewards[keep]))
+                have += int(keep.sum()) // g
+    # Dynamic sampling may overshoot (trim to B groups) or fall short, and sandbox
+    # failures drop groups; all ranks train on the same number of groups, so their
+    # optimizer steps line up, and all stop together when one has none.
+    n_keep = min(distributed.gather(min(have, wanted))) * g
+    if n_keep == 0:
+        raise RuntimeError(f"step {step}: a process had only groups with equal rewards or a sandbox failure "
+                           f"({tally.infra_errors} completions here) in {rounds} rounds; nothing to learn from")
+    rollouts = concat([k[0] for k in kept], policy.tokenizer.pad_token_id)
+    rollouts = select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
+    rewards = torch.cat([k[1] for k in kept])[:n_keep]
+    loss_mask = rollouts.completion_mask.clone()
+    if algo.overlong == "mask_truncated":
+        loss_mask[rollouts.truncated] = 0
+    return Batch(rollouts, rewards, loss_mask, tally.metrics(rounds), tally.samples)
+
+
+def _sample_and_score(name: str, env, tasks: list[dict], config: Config, policy: Policy, needs_old: bool, workers,
+                      tally: _Tally) -> tuple[Rollouts, torch.Tensor, torch.Tensor]:
+    """(rollouts, rewards, judged) of G completions for each of ``tasks``; ``judged``
+    is false where the sandbox failed. Fills the rollouts' old and reference log-probs."""
+    t, sampling, algo = config.train, config.sampling, config.algorithm.resolve()
+    g, base = t.group_size, env.unwrapped
+    prompts, chat = render_prompts(base, policy.tokenizer, tasks)
+    start = time.perf_counter()
+    policy.model.eval()
+    rollouts = policy.engine.generate(prompts, g, sampling, add_special_tokens=not chat)
+    tally.time["generate"] += time.perf_counter() - start
+    repeated = [task for task in tasks for _ in range(g)]
+    scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, repeated, workers)
+    start = time.perf_counter()
+    if needs_old:
+        rollouts.old_logprobs = batch_logprobs(policy.model, rollouts, t.micro_batch_size, sampling.temperature,
+                                               t.bucket_by_length)
+    if policy.reference is not None:
+        rollouts.ref_logprobs = batch_logprobs(policy.reference, rollouts, t.micro_batch_size, sampling.temperature,
+                                               t.bucket_by_length)
+    tally.time["logprobs"] += time.perf_counter() - start
+    start = time.perf_counter()
+    scored, seconds = scoring.result()
+    tally.time["score_wait"] += time.perf_counter() - start
+    tally.time["score"] += seconds
+    rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
+    judged = torch.tensor([not s.infra_error for s in scored])
+    lengths = rollouts.completion_mask.sum(1)
+    if algo.overlong == "soft_penalty":
+        buffer = max(1, round(algo.overlong_buffer * sampling.max_new_tokens))
+        rewards += torch.tensor([float(overlong_penalty(int(n), sampling.max_new_tokens, buffer)) for n in lengths])
+    tally.completions(name, base, repeated, rollouts, scored, rewards, judged)
+    return rollouts, rewards, judged
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    return fn(*args), time.perf_counter() - start
+
+
+class _Tally:
+    """A step's statistics over everything sampled, kept or not (the metrics' bookkeeping)."""
+
+    def __init__(self):
+        self.rewards, self.lengths, self.truncated = [], [], []
+        self.components: dict[str, list[float]] = {}
+        self.accuracy: dict[str, list[float]] = {}
+        self.samples: list[dict] = []
+        self.time = {"generate": 0.0, "logprobs": 0.0, "score": 0.0, "score_wait": 0.0}
+        self.infra_errors = self.seen_groups = self.flat_groups = 0
+
+    def completions(self, name: str, base, tasks: list[dict], rollouts: Rollouts, scored, rewards: torch.Tensor,
+                    judged: torch.Tensor) -> None:
+        """Completions of env ``base`` (called ``name``), ``tasks`` one per completion.
+        A sandbox failure counts in no reward statistic."""
+        self.infra_errors += int((~judged).sum())
+        self.rewards.append(rewards[judged])
+        self.lengths.append(rollouts.completion_mask.sum(1).float())
+        self.truncated.append(rollouts.truncated.float())
+        for s in (s for s in scored if not s.infra_error):
+            for key, value in s.rewards.items():
+                self.components.setdefault(key, []).append(value)
+        self.accuracy.setdefault(name, []).extend(float(base.is_correct(s.rewards)) for s in scored if not s.infra_error)
+        self.samples += [{"env": name, "task_id": task["id"], "completion": text, "reward": s.reward,
+                          "reasons": s.reasons} for task, text, s in zip(tasks, rollouts.texts, scored)]
+
+    def groups(self, seen: int, flat: int) -> None:
+        self.seen_groups += seen
+        self.flat_groups += flat
+
+    def metrics(self, rounds: int) -> dict[str, float]:
+        rewards, lengths = torch.cat(self.rewards), torch.cat(self.lengths)
+        metrics = {"reward/mean": rewards.mean().item(), "reward/std": rewards.std().item(),
+                   "length/mean": lengths.mean().item(), "length/max": lengths.max().item(),
+                   "truncated_frac": torch.cat(self.truncated).mean().item(),
+                   "zero_variance_groups_frac": self.flat_groups / max(self.seen_groups, 1), "sampling_rounds": rounds,
+                   **{f"time/{k}": v for k, v in self.time.items()}, "score/infra_errors": self.infra_errors,
+                   "rollout_tokens_per_s": lengths.sum().item() / max(self.time["generate"], 1e-9)}
+        metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in self.components.items()})
+        metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in self.accuracy.items() if v})  # v empty: all failed
+        return metrics
+
+
+def batch_logprobs(model, r: Rollouts, micro: int, temperature: float, bucket: bool = True) -> torch.Tensor:
+    """[N, T] log-probs of ``r``'s completion tokens (0 on padding), in ``r``'s row
+    order, computed ``micro`` rows at a time (bucketed by length and trimmed with ``bucket``)."""
+    model.eval()
+    return per_token(r, micro, bucket, lambda inputs: token_logprobs(model, *inputs, temperature)[0])

@@ -1,0 +1,53 @@
+"""Rollout engines: ``engine.generate(prompts, n, sampling) -> Rollouts``.
+
+``hf`` is Hugging Face ``generate``: any model. ``static`` is a sampling loop
+that does less work for Llama-family decoders: a preallocated KV cache written
+in place, each prompt encoded once for its n samples (prefix reuse), early exit
+of finished rows, stop strings checked on new tokens only, and a cheap exact
+sampler. It also returns the log-prob of each sampled token under the sampling
+distribution, which the trainer compares with its own (the mismatch metric and
+truncated importance sampling). An engine such as vLLM or SGLang fits the same
+one-method interface."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Protocol
+
+from thinkgym.trainer.engines.hf import HFEngine
+from thinkgym.trainer.engines.rollouts import Rollouts
+from thinkgym.trainer.engines.static import StaticCacheEngine
+from thinkgym.trainer.sampling import Sampling
+
+
+class RolloutEngine(Protocol):
+    tokenizer: Any  # the model's tokenizer (chat templates are rendered with it)
+    reports_logprobs: bool  # whether ``generate`` fills ``Rollouts.rollout_logprobs``
+
+    def generate(self, prompts: list[str], n: int, sampling: Sampling, add_special_tokens: bool = True) -> Rollouts:
+        """``len(prompts) * n`` completions, the n of each prompt consecutive."""
+
+
+ENGINES = {"hf": HFEngine, "static": StaticCacheEngine}
+
+
+class EngineFallbackWarning(UserWarning):
+    """``auto`` could not use the fast engine for a model."""
+
+
+def make_engine(name: str, model, tokenizer) -> RolloutEngine:
+    """The engine called ``name``. ``auto`` is ``static`` where it supports the
+    model, else ``hf`` with an ``EngineFallbackWarning`` that names the reason:
+    for a family the static engine claims, a fallback is a defect to report."""
+    if name == "auto":
+        problem = StaticCacheEngine.unsupported(model)
+        if problem is None:
+            name = "static"
+        else:
+            name = "hf"
+            claimed = getattr(model.config, "model_type", None) in StaticCacheEngine.SUPPORTED
+            warnings.warn(f"sampling.engine auto: falling back to HF generate, which samples about 2-3x slower "
+                          f"(benchmarks/RESULTS.md), because the static engine {problem}"
+                          + (" (a supported family: please report this with your transformers version)" if claimed else ""),
+                          EngineFallbackWarning, stacklevel=2)
+    return ENGINES[name](model, tokenizer)

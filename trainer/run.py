@@ -27,14 +27,13 @@ from thinkgym.trainer.accumulate import make_optimizer
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
 from thinkgym.trainer.config import Config
-from thinkgym.trainer.engines import RolloutEngine, make_engine
+from thinkgym.trainer.engines import make_engine
 from thinkgym.trainer.evaluation.samples import sample_and_score
 from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
 from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
 from thinkgym.trainer.plan import check_processes
 from thinkgym.trainer.ppo import PPO
-from thinkgym.trainer.sampling import Sampling
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -96,17 +95,17 @@ def make_envs(config: Config, held_out: bool) -> list:
     return envs
 
 
-def held_out_accuracy(model, engine: RolloutEngine, eval_envs, tasks_per_env: int, sampling: Sampling,
-                      workers, progress: bool = True) -> dict[str, float]:
-    """Accuracy (:meth:`TextEnv.is_correct`) of one sample per held-out task, sampled with ``engine``."""
-    model.eval()
+def held_out_accuracy(run: Run, eval_envs, progress: bool = True) -> dict[str, float]:
+    """Accuracy (:meth:`TextEnv.is_correct`) of one sample of the policy per held-out
+    task (the first ``output.eval_tasks`` of each eval env). Rank 0 alone calls it."""
+    run.policy.model.eval()
     result = {}
     for env in eval_envs:
         base = env.unwrapped
         name = base.spec.id if base.spec else "env"
-        tasks = [base.tasks[i] for i in range(min(tasks_per_env, len(base.tasks)))]
-        samples = sample_and_score(engine, env, tasks, 1, sampling, workers=workers, desc=f"held-out {name}",
-                                   progress=progress)
+        tasks = [base.tasks[i] for i in range(min(run.config.output.eval_tasks, len(base.tasks)))]
+        samples = sample_and_score(run.policy.engine, env, tasks, 1, run.config.sampling, workers=run.workers,
+                                   desc=f"held-out {name}", progress=progress)
         result[name] = sum(samples.correct(base)) / len(tasks)
     return result
 
@@ -197,8 +196,6 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     distributed.barrier()
     run = setup_run(config, envs, eval_envs, resume, log)
     objective = OBJECTIVES[run.algo.objective](run)
-    held_out = lambda: held_out_accuracy(run.policy.model, run.policy.engine, eval_envs,  # noqa: E731
-                                         config.output.eval_tasks, config.sampling, run.workers, progress)
     if run.checkpoint:
         step, before = resume_state(run)
         log(f"resumed {out} at step {step}")
@@ -206,7 +203,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         step, before = 0, None
         with distributed.full_params(run.module):  # under FSDP every rank gathers the weights rank 0 evaluates
             if main:
-                before = held_out()
+                before = held_out_accuracy(run, eval_envs, progress)
                 log(f"held-out accuracy before training: {_fmt(before)}")
     distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
@@ -221,7 +218,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         if step % config.output.checkpoint_every == 0 or step == t.steps:
             save(run, objective, step, before)
     with distributed.full_params(run.module):
-        after = held_out() if main else None
+        after = held_out_accuracy(run, eval_envs, progress) if main else None
     processes = distributed.world()
     distributed.close()
     if not main:

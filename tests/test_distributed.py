@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import thinkgym
-from thinkgym.trainer import checkpoint as ckpt
-from thinkgym.trainer import distributed
+from thinkgym.trainer import checkpoint as ckpt, distributed
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.collect import TaskSampler
 from thinkgym.trainer.grpo import collect_grpo_batch

@@ -18,10 +18,11 @@ from thinkgym.envs import Reward, Scored, TextEnv
 from thinkgym.rewards.math_answer import extract_answer, math_reward
 from thinkgym.trainer.evaluation.samples import Samples, batches, sample_and_score
 from thinkgym.trainer.evaluation.options import EvalError, EvalOptions, parse_ks
-from thinkgym.trainer.sampling import ENGINE_NAMES
-from thinkgym.trainer.evaluation.evaluate import default_out_dir, env_extraction, extracted_answers, select_tasks, summarize, summary_rows, vote_keys, votes_apply
+from thinkgym.trainer.sampling import ENGINE_NAMES, Sampling
+from thinkgym.trainer.evaluation.evaluate import (
+    default_out_dir, env_extraction, extracted_answers, select_tasks, summarize, summary_rows, vote_keys,
+    votes_apply)
 from thinkgym.trainer.models.policy import load_model
-from thinkgym.trainer.sampling import Sampling
 from thinkgym.trainer.engines.hf import HFEngine
 from thinkgym.trainer.models.tiny import EVAL_SEED, TINY_ENV, make_env
 

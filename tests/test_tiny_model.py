@@ -16,7 +16,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from thinkgym.rewards.math_answer import math_reward
 from thinkgym.trainer.models import tiny as tiny_model
 from thinkgym.trainer.checkpoint import rng_state
-from thinkgym.trainer.models.tiny import CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model, held_out_questions, make_env, pretraining_examples, tiny_model_path, worked_solution
+from thinkgym.trainer.models.tiny import (
+    CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model, held_out_questions, make_env,
+    pretraining_examples, tiny_model_path, worked_solution)
 from thinkgym.trainer.models.tiny_tokenizer import ALPHABET, TAGS, build_tokenizer
 
 MICRO_STEPS = 2

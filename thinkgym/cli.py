@@ -24,7 +24,8 @@ import yaml
 
 from thinkgym.envs import EnvError, list_envs, make
 from thinkgym.envs.tasks import read_jsonl
-from thinkgym.trainer.evaluation.options import BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EvalError, EvalOptions, check_options, parse_ks
+from thinkgym.trainer.evaluation.options import (
+    BATCH_SIZE, EVAL_MAX_NEW_TOKENS, EvalError, EvalOptions, check_options, parse_ks)
 from thinkgym.trainer.models.builtin import check_model, model_rows
 from thinkgym.trainer.sampling import Sampling, add_sampling_flags, sampling_from_flags
 from thinkgym.trainer.typed_config import yaml_problem

@@ -28,8 +28,7 @@ from typing import Callable
 
 import torch
 
-from thinkgym.trainer import checkpoint as ckpt
-from thinkgym.trainer import distributed
+from thinkgym.trainer import checkpoint as ckpt, distributed
 from thinkgym.trainer.accumulate import accumulate_and_step, make_optimizer
 from thinkgym.trainer.advantages import gae, whiten
 from thinkgym.trainer.algorithm_config import AlgorithmConfig

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 import thinkgym
-from thinkgym.trainer import checkpoint as ckpt
-from thinkgym.trainer import distributed
+from thinkgym.trainer import checkpoint as ckpt, distributed
 from thinkgym.trainer.accumulate import make_optimizer
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key

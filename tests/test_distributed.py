@@ -61,7 +61,8 @@ def test_two_process_step_equals_single_process_step(micro_model, tmp_path, agg,
     assert two["stats"]["grad_norm"] == pytest.approx(stats["grad_norm"], rel=1e-4)
 
 
-@pytest.mark.parametrize("strategy,preset", [("ddp", "grpo"), ("fsdp", "grpo"), ("fsdp", "ppo")])  # ppo: critic too
+@pytest.mark.parametrize("strategy,preset", [("ddp", "grpo"), ("fsdp", "grpo"), ("fsdp", "ppo"),  # ppo: critic too
+                                             ("fsdp", "ppo-shared")])  # a value head in the policy's root group
 def test_nproc_2_trains_and_resumes(micro_model, tmp_path, strategy, preset):
     out = tmp_path / "run"
     config = write_config(tmp_path / "c.yaml", micro_model, out, preset, steps=2, prompts_per_step=4)
@@ -78,8 +79,10 @@ def test_nproc_2_trains_and_resumes(micro_model, tmp_path, strategy, preset):
     assert json.loads((out / "summary.json").read_text())["processes"] == 2
     # A plain Hugging Face checkpoint and a whole optimizer state, keyed by parameter name, whatever the strategy.
     saved = dict(load_model(str(out / "checkpoint"))[0].named_parameters())
-    assert set(state["optimizer"]["state"]) == set(saved)
-    assert all(s["exp_avg"].shape == saved[name].shape for name, s in state["optimizer"]["state"].items())
+    head = {"value_head.weight", "value_head.bias"} if preset == "ppo-shared" else set()  # trained with the policy
+    assert set(state["optimizer"]["state"]) == set(saved) | head
+    assert all(s["exp_avg"].shape == saved[name].shape for name, s in state["optimizer"]["state"].items()
+               if name not in head)
 
 
 def test_fsdp_needs_a_known_strategy_and_decoder_layers(micro_model):

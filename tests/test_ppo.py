@@ -1,6 +1,6 @@
 """PPO with a critic: per-token rewards by hand, the critic's values, the shared
 micro-batch weighting, and runs that train (any G, critic warm-up), checkpoint
-the critic and resume."""
+the critic and resume; the same with a value head sharing the policy's trunk."""
 
 import json
 
@@ -9,11 +9,13 @@ import torch
 
 from thinkgym.trainer.accumulate import micro_weight
 from thinkgym.trainer.config import load_config
-from thinkgym.trainer.models.critic import VALUE_HEAD, load_critic
+from thinkgym.trainer import distributed
+from thinkgym.trainer.models.critic import VALUE_HEAD, load_critic, shared_critic, shared_value_head
+from thinkgym.trainer.models.logprobs import token_logprobs
 from thinkgym.trainer.run import train
 from thinkgym.trainer.models.builtin import ModelLoadError
 from thinkgym.trainer.models.policy import load_model
-from thinkgym.trainer.ppo import token_rewards
+from thinkgym.trainer.ppo import attach_shared_head, token_rewards
 from thinkgym.trainer.typed_config import ConfigError
 
 from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
@@ -103,5 +105,63 @@ def test_ppo_trains_the_critic_then_the_policy_and_resumes(micro_model, tmp_path
     more = load_config(write_config(tmp_path / "p.yaml", micro_model, out, steps=3),
                        ppo_overrides(**{"critic.warmup_steps": 1, "critic.lr": 0.001}))
     train(more, resume=True, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[2]["kl_ref"] > 0
+
+
+def test_a_shared_head_reads_the_policy_pass_and_trains_its_trunk(micro_model):
+    model, tokenizer = load_model(micro_model)
+    prompt = tokenizer(["1+2=", "12+3="], return_tensors="pt", padding=True)
+    inputs = (prompt["input_ids"], prompt["attention_mask"], torch.tensor([[5, 6, 7], [5, 6, 0]]),
+              torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    assert distributed.TokenLogprobs(model)(*inputs, 1.0, False)[2] is None  # no head: no values
+    config = load_config(None, ppo_overrides(**{"critic.shared_trunk": "true", "train.mini_batch_size": 4,
+                                                "train.micro_batch_size": 4}))
+    torch.manual_seed(0)
+    attach_shared_head(model, None, config, "cpu")
+    drawn = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(drawn, torch.rand(1))  # attaching drew no global random numbers
+    logprobs, _, values = distributed.TokenLogprobs(model)(*inputs, 1.0, False)  # one decoder pass
+    assert torch.allclose(logprobs, token_logprobs(model, *inputs)[0], atol=1e-6)
+    assert torch.allclose(values, shared_critic(model)(*inputs), atol=1e-6) and values[1, 2] == 0
+    values.sum().backward()
+    head, embed = shared_value_head(model), model.get_input_embeddings()
+    assert head.weight.grad.abs().sum() > 0 and embed.weight.grad.abs().sum() > 0  # the value loss reaches the trunk
+    assert shared_value_head(model) in list(model.modules())  # so the policy's optimizer, DDP and FSDP hold it
+
+
+def test_a_shared_trunk_takes_no_separate_critic_settings():
+    for key, value in (("critic.lr", 0.001), ("critic.warmup_steps", 1), ("critic.path", "tiny")):
+        with pytest.raises(ConfigError, match=f"{key} .* is for a separate critic"):
+            load_config(None, ppo_overrides(**{"critic.shared_trunk": "true", key: value}))
+    with pytest.raises(ConfigError, match="critic.vf_coef must be > 0"):
+        load_config(None, ppo_overrides(**{"critic.vf_coef": 0}))
+
+
+def test_shared_trunk_ppo_trains_one_model_and_resumes(micro_model, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "shared"
+    overrides = ppo_overrides(**{"critic.shared_trunk": "true", "critic.vf_coef": 0.5})
+    config = load_config(write_config(tmp_path / "s.yaml", micro_model, out, steps=2), overrides)
+    train(config, progress=False, log=lambda s: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert row["critic/value_loss"] > 0 and "critic/explained_variance" in row and "clip_frac_low" in row
+        assert {"critic/value_clip_frac", "critic/value_mean", "advantages/std"} <= set(row)
+        assert "critic/grad_norm" not in row  # one model, one optimizer: the policy's grad_norm covers the head
+    checkpoint = out / "checkpoint"
+    assert (checkpoint / "critic" / VALUE_HEAD).is_file() and not (checkpoint / "critic" / "config.json").exists()
+    assert not any(k.startswith("value_head") for k in load_file(checkpoint / "model.safetensors"))  # a plain causal LM
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    assert "critic_optimizer" not in state and {"value_head.weight", "value_head.bias"} <= set(state["optimizer"]["state"])
+    head = torch.load(checkpoint / "critic" / VALUE_HEAD)
+    fresh = load_model(micro_model)[0]
+    attach_shared_head(fresh, None, config, "cpu")
+    assert not torch.equal(head["weight"], shared_value_head(fresh).weight)  # the head learnt
+
+    train(load_config(write_config(tmp_path / "s.yaml", micro_model, out, steps=3), overrides), resume=True,
+          progress=False, log=lambda s: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[2]["kl_ref"] > 0

@@ -20,7 +20,7 @@ from thinkgym.trainer.batching import MicroBatch, micro_batches
 from thinkgym.trainer.engines.rollouts import Rollouts
 
 LossFn = Callable[[MicroBatch, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-LOSS_KEYS = ("loss", "kl_ref")  # statistics that weigh as the loss does; the rest are per-token means
+LOSS_KEYS = ("loss", "kl_ref", "value_loss")  # statistics that weigh as the loss does; the rest are per-token means
 
 
 def micro_weight(mask: torch.Tensor, agg: str, local_tokens: float, global_tokens: float, local_rows: int,

@@ -82,6 +82,8 @@ class CriticConfig:
     path: Optional[str] = None  # None: the policy's model; else a critic checkpoint or a causal LM to put a value head on
     lr: Optional[float] = None  # None: train.lr
     warmup_steps: int = 0  # steps that train the critic alone before the policy moves
+    shared_trunk: bool = False  # True: no second model; a value head on the policy's decoder, trained in its update
+    vf_coef: float = 0.1  # shared_trunk: weight of the value loss in the joint loss (TRL's PPO default)
 
 
 @dataclass
@@ -152,6 +154,13 @@ def check(c: Config) -> None:
         raise ConfigError(f"critic.lr must be in (0, 1), got {c.critic.lr}")
     if c.critic.warmup_steps < 0:
         raise ConfigError(f"critic.warmup_steps must be >= 0, got {c.critic.warmup_steps}")
+    if c.critic.vf_coef <= 0:
+        raise ConfigError(f"critic.vf_coef must be > 0, got {c.critic.vf_coef}")
+    if c.critic.shared_trunk:  # the head trains with the policy: its model, optimizer and steps
+        for key, value in {"path": c.critic.path, "lr": c.critic.lr, "warmup_steps": c.critic.warmup_steps}.items():
+            if value:
+                raise ConfigError(f"critic.{key} ({value}) is for a separate critic; with critic.shared_trunk the "
+                                  f"value head is on the policy's model and trains in its update (train.lr)")
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
     problems = sampling_problems(c.sampling, key=lambda name: f"sampling.{name}")

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from thinkgym.trainer.models.logprobs import token_logprobs
+from thinkgym.trainer.models.critic import shared_value_head, values_of
+from thinkgym.trainer.models.logprobs import completion_states, head_logprobs
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -92,18 +93,23 @@ def gather(value: Any) -> list[Any]:
 
 class TokenLogprobs(torch.nn.Module):
     """``token_logprobs`` as a module, so DDP can wrap it: its forward is the
-    training forward pass, and its backward averages gradients across ranks."""
+    training forward pass, and its backward averages gradients across ranks.
+    Returns ``(logprobs, entropy, values)``; ``values`` ([N, T], from the same
+    decoder pass) when the policy carries a shared value head, else None."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float, with_entropy: bool):
-        logprobs, entropy = token_logprobs(self.model, prompt_ids, prompt_mask, completion_ids, completion_mask,
-                                           temperature, with_entropy)
+        hidden = completion_states(self.model.get_decoder(), prompt_ids, prompt_mask, completion_ids, completion_mask)
+        logprobs, entropy = head_logprobs(self.model.get_output_embeddings(), hidden, completion_ids, completion_mask,
+                                          temperature, with_entropy)
+        value_head = shared_value_head(self.model)
+        values = None if value_head is None else values_of(value_head, hidden, completion_mask)
         # Not a view: FSDP hooks its root's outputs for the backward pass, and an
         # in-place op on a view would drop that hook (FSDP warns of views).
-        return logprobs.clone(), entropy
+        return logprobs.clone(), entropy, values
 
 
 def wrap(model, device: str, strategy: str = "ddp") -> torch.nn.Module:

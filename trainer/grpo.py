@@ -46,6 +46,6 @@ class GRPO:
         stats = update_policy(run.module, run.optimizer, run.scheduler, batch, run.config, run.shuffle_rng)
         return batch, {**stats, "time/update": time.perf_counter() - started}
 
-    def checkpoint(self) -> tuple[dict, Callable[[Path], None] | None]:
+    def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
         """Nothing beyond the policy's state, which the run saves."""
         return {}, None

@@ -36,12 +36,18 @@ def describe_plan(config: Config, processes: int = 1) -> str:
              f"engine {s.engine}",
              f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
-             *([f"critic       value head on {config.critic.path or config.model.path}, AdamW lr "
-                f"{config.critic.lr or t.lr}, {config.critic.warmup_steps} steps before the policy moves"]
-               if algo.uses_critic else []),
+             *([_critic_line(config)] if algo.uses_critic else []),
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
              f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
     return "\n".join(lines)
+
+
+def _critic_line(config: Config) -> str:
+    c = config.critic
+    if c.shared_trunk:
+        return f"critic       value head on the policy's decoder, value loss x {c.vf_coef} in the policy's update"
+    return (f"critic       value head on {c.path or config.model.path}, AdamW lr {c.lr or config.train.lr}, "
+            f"{c.warmup_steps} steps before the policy moves")
 
 
 def check_run(config: Config, processes: int = 1) -> None:

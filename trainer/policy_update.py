@@ -2,7 +2,7 @@
 (``grpo.py``, ``ppo.py``): the registered policy loss over the batch's
 advantages, the KL to the reference when it is in the loss, and the
 rollout/trainer log-prob gap with its optional correction (truncated importance
-sampling)."""
+sampling), and PPO's value loss when the critic shares the policy's trunk."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ import torch
 from thinkgym.trainer.accumulate import accumulate_and_step
 from thinkgym.trainer.collect import Batch
 from thinkgym.trainer.config import Config
-from thinkgym.trainer.losses import LOSSES, aggregate, kl_penalty
+from thinkgym.trainer.losses import LOSSES, aggregate, kl_penalty, value_loss
 
 
-def update_policy(module, optimizer, scheduler, batch: Batch, config: Config, rng: torch.Generator) -> dict[str, float]:
+def update_policy(module, optimizer, scheduler, batch: Batch, config: Config, rng: torch.Generator,
+                  value_coef: float = 0.0) -> dict[str, float]:
     """The policy's update: :func:`accumulate_and_step` over the batch with the
     registered policy loss (``algorithm.loss``) and, when ``beta`` puts it in the
     loss, the KL to the reference; then one scheduler step. ``module`` is
-    :func:`distributed.wrap` of the policy (``tokens/*`` metrics count the decoder work)."""
+    :func:`distributed.wrap` of the policy (``tokens/*`` metrics count the decoder work).
+    ``value_coef`` > 0 (PPO, ``critic.shared_trunk``) adds that times the clipped
+    value loss of the policy's shared value head against ``batch.returns``."""
     t, algo = config.train, config.algorithm.resolve()
     old_logprobs, ref_logprobs = batch.rollouts.old_logprobs, batch.rollouts.ref_logprobs
     rollout_logprobs = batch.rollouts.rollout_logprobs  # set when the engine reports them
@@ -27,7 +30,7 @@ def update_policy(module, optimizer, scheduler, batch: Batch, config: Config, rn
     loss_of = LOSSES[algo.loss]
 
     def loss_fn(mb, mask):
-        logprobs, entropy = module(*mb.inputs, config.sampling.temperature, True)
+        logprobs, entropy, values = module(*mb.inputs, config.sampling.temperature, True)
         old = logprobs.detach() if old_logprobs is None else mb.take(old_logprobs)
         advantages = mb.take(batch.advantages)
         if rollout_logprobs is not None:  # the engine's numerics vs the trainer's, and their correction
@@ -43,6 +46,11 @@ def update_policy(module, optimizer, scheduler, batch: Batch, config: Config, rn
             kl = aggregate(kl_penalty(logprobs, mb.take(ref_logprobs), algo.kl), mask, algo.agg, norm_length)
             loss = loss + algo.beta * kl
             stats["kl_ref"] = kl.detach()
+        if value_coef:  # PPO with a value head on the policy's trunk: one joint loss
+            v_loss, v_stats = value_loss(values, mb.take(batch.values), mb.take(batch.returns), mask, clip=algo.vf_clip,
+                                         agg=algo.agg, norm_length=norm_length)
+            loss = loss + value_coef * v_loss
+            stats.update(value_loss=v_loss.detach(), value_clip_frac=v_stats["value_clip_frac"])
         stats["entropy"] = (entropy * mask).sum() / mask.sum().clamp(min=1)
         return loss, stats
 

@@ -15,6 +15,11 @@ then, instead of comparing a prompt's completions with each other:
    (:func:`update_policy`), once ``critic.warmup_steps`` steps have trained the
    critic alone.
 
+With ``critic.shared_trunk`` the critic is a value head on the policy's own
+decoder (TRL's former ``AutoModelForCausalLMWithValueHead``): no second model,
+and steps 4 and 5 are one update of ``policy loss + vf_coef * value loss``,
+with the values and log-probs from one decoder pass.
+
 ``algorithm.objective: ppo`` (``algorithm.preset: ppo``); the critic's own
 settings are the ``critic`` section.
 """
@@ -36,7 +41,10 @@ from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.collect import Batch, collect_batch
 from thinkgym.trainer.engines.rollouts import Rollouts
 from thinkgym.trainer.losses import explained_variance, kl_penalty, value_loss
-from thinkgym.trainer.models.critic import Critic, load_critic
+from thinkgym.trainer.models.critic import (
+    VALUE_HEAD, Critic, attach_value_head, init_value_head, load_critic, load_value_head, shared_critic,
+    split_shared_head)
+from thinkgym.trainer.models.policy import DTYPES
 from thinkgym.trainer.policy_update import update_policy
 
 CRITIC_FOLDER = "critic"  # inside a checkpoint
@@ -44,28 +52,66 @@ CRITIC_FOLDER = "critic"  # inside a checkpoint
 
 class PPO:
     """The objective for :func:`thinkgym.trainer.run.train`; ``run`` is its
-    :class:`~thinkgym.trainer.run.Run`. Sets up the critic (resumed with the run)."""
+    :class:`~thinkgym.trainer.run.Run`. Sets up a separate critic (resumed with
+    the run), or, with ``critic.shared_trunk``, uses the value head that
+    :func:`attach_shared_head` put on the policy before the run wrapped it."""
 
     def __init__(self, run):
         self.run = run
-        self.critic = setup_critic(run.config, run.base_path, run.checkpoint, run.device)
+        self.critic = None if run.config.critic.shared_trunk else setup_critic(
+            run.config, run.base_path, run.checkpoint, run.device)
 
     def step(self, step: int) -> tuple[Batch, dict[str, float]]:
-        run, critic = self.run, self.critic
+        run, critic, t = self.run, self.critic, self.run.config.train
         with distributed.full_params(run.module):  # FSDP: sample from whole weights, without collectives
             batch = collect_batch(step, run.config, run.policy, run.sampler, run.workers)
+            if critic is None:  # the shared head values the states with the policy's own (whole) weights
+                batch.values = batch_values(shared_critic(run.policy.model), batch.rollouts, t.micro_batch_size,
+                                            t.bucket_by_length)
         started = time.perf_counter()
-        stats = advantages(critic, batch, run.config, run.algo)
-        stats.update(update_critic(critic, batch, run.config, run.algo, run.shuffle_rng))
-        if step >= run.config.critic.warmup_steps:
-            stats.update(update_policy(run.module, run.optimizer, run.scheduler, batch, run.config, run.shuffle_rng))
+        if critic is not None:
+            batch.values = batch_values(critic.module, batch.rollouts, t.micro_batch_size, t.bucket_by_length)
+        stats = advantages(batch, run.config, run.algo)
+        if critic is None:  # one update: the policy loss plus vf_coef x the value loss
+            update = update_policy(run.module, run.optimizer, run.scheduler, batch, run.config, run.shuffle_rng,
+                                   value_coef=run.config.critic.vf_coef)
+            stats.update({("critic/" + k if k.startswith("value_") else k): v for k, v in update.items()})
+        else:
+            stats.update(update_critic(critic, batch, run.config, run.algo, run.shuffle_rng))
+            if step >= run.config.critic.warmup_steps:
+                stats.update(update_policy(run.module, run.optimizer, run.scheduler, batch, run.config,
+                                           run.shuffle_rng))
         return batch, {**stats, "time/update": time.perf_counter() - started}
 
-    def checkpoint(self) -> tuple[dict, Callable[[Path], None] | None]:
+    def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
         """On every rank (FSDP gathers the critic's shards): the critic's optimizer
-        state for the trainer state, and a writer of its weights into the checkpoint."""
+        state for the trainer state, and a writer of its weights into the checkpoint.
+        A shared head's weights come with the policy's (``policy_weights``) and its
+        optimizer state is the policy's."""
+        if self.critic is None:
+            head = split_shared_head(self.run.policy.model, policy_weights)[1]
+            return {}, lambda folder: save_shared_head(head, folder)
         weights, optimizer_state = ckpt.gather_state(self.critic.critic, self.critic.optimizer)
         return {"critic_optimizer": optimizer_state}, lambda folder: save_critic(self.critic, weights, folder)
+
+
+def attach_shared_head(policy, checkpoint: Path | None, config, device: str) -> None:
+    """Put a value head on ``policy``'s decoder (``critic.shared_trunk``): the
+    checkpoint's when resuming, else a new one drawn from ``train.seed``."""
+    hidden = policy.get_output_embeddings().weight.shape[1]
+    with torch.random.fork_rng():  # building the module draws numbers; the run's must depend on its seed only
+        head = torch.nn.Linear(hidden, 1, dtype=DTYPES[config.model.dtype])
+    if checkpoint:
+        load_value_head(head, checkpoint / CRITIC_FOLDER / VALUE_HEAD)
+    else:
+        init_value_head(head, config.train.seed)
+    attach_value_head(policy, head.to(device))
+
+
+def save_shared_head(weights: dict, folder: Path) -> None:
+    """Write a shared value head into a checkpoint folder being staged."""
+    (folder / CRITIC_FOLDER).mkdir()
+    torch.save(weights, folder / CRITIC_FOLDER / VALUE_HEAD)
 
 
 @dataclass
@@ -109,12 +155,11 @@ def batch_values(module, r: Rollouts, micro: int, bucket: bool) -> torch.Tensor:
     return per_token(r, micro, bucket, lambda inputs: module(*inputs))
 
 
-def advantages(run: CriticRun, batch: Batch, config, algo: AlgorithmConfig) -> dict[str, float]:
-    """Steps 1-3: fill ``batch.values``, ``batch.returns`` and per-token
+def advantages(batch: Batch, config, algo: AlgorithmConfig) -> dict[str, float]:
+    """Steps 2-3, from ``batch.values``: fill ``batch.returns`` and per-token
     ``batch.advantages``; returns their statistics (before whitening)."""
-    r, t = batch.rollouts, config.train
+    r = batch.rollouts
     mask = r.completion_mask.float()
-    batch.values = batch_values(run.module, r, t.micro_batch_size, t.bucket_by_length)
     kl = kl_penalty(r.old_logprobs, r.ref_logprobs, algo.kl) if r.ref_logprobs is not None else None
     rewards = token_rewards(batch.rewards, r.completion_mask, kl, algo.beta)
     raw, batch.returns = gae(rewards, batch.values, mask, algo.gamma, algo.lam)

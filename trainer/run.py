@@ -30,9 +30,10 @@ from thinkgym.trainer.engines import make_engine
 from thinkgym.trainer.evaluation.samples import sample_and_score
 from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
+from thinkgym.trainer.models.critic import split_shared_head
 from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
 from thinkgym.trainer.plan import check_processes
-from thinkgym.trainer.ppo import PPO
+from thinkgym.trainer.ppo import PPO, attach_shared_head
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -43,8 +44,9 @@ class Objective(Protocol):
         """Collect a batch and train on it. Returns the batch (its metrics and
         samples are logged) and the update's statistics, ``time/update`` among them."""
 
-    def checkpoint(self) -> tuple[dict, Callable[[Path], None] | None]:
-        """Called on every rank when the run checkpoints (it may gather shards):
+    def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
+        """Called on every rank when the run checkpoints (it may gather shards),
+        with the policy's gathered weights (None where it holds whole tensors):
         entries to add to the trainer state, and a writer of the objective's own
         files into the checkpoint folder (called on rank 0), or None."""
 
@@ -134,6 +136,8 @@ def setup_run(config: Config, envs, eval_envs, resume: bool, log: Callable[[str]
     base_path = distributed.gather(base_path)[0]  # rank 0 builds the tiny model once
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer = load_policy(config.model, base_path, latest, device)
+    if algo.uses_critic and config.critic.shared_trunk:  # before the policy is wrapped and its optimizer made
+        attach_shared_head(model, latest, config, device)
     reference = load_reference(config.model, base_path, model, device) if algo.beta > 0 else None
     module = distributed.wrap(model, device, t.strategy)
     engine = make_engine(config.sampling.engine, model, tokenizer)
@@ -165,7 +169,8 @@ def save(run: Run, objective: Objective, step: int, before: dict | None) -> None
     """A checkpoint of the policy, its optimizer and schedule, every rank's RNGs and
     the objective's state. All ranks call it; rank 0 writes."""
     weights, optimizer_state = ckpt.gather_state(run.policy.model, run.optimizer)
-    extra, write_more = objective.checkpoint()
+    extra, write_more = objective.checkpoint(weights)
+    weights = split_shared_head(run.policy.model, weights)[0]  # PPO's shared value head is saved by the objective
     rngs, shuffles = distributed.gather(ckpt.rng_state()), distributed.gather(run.shuffle_rng.get_state())
     if distributed.is_main():
         ckpt.save_checkpoint(Path(run.config.output.dir), run.policy.model, run.policy.tokenizer, {

@@ -25,13 +25,28 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_ma
     few [chunk, vocab] blocks. Logits are divided by the sampling temperature:
     these are the log-probs of the distribution sampled from.
     """
+    hidden = completion_states(model.get_decoder(), prompt_ids, prompt_mask, completion_ids, completion_mask)
+    return head_logprobs(model.get_output_embeddings(), hidden, completion_ids, completion_mask, temperature,
+                         with_entropy, chunk_elements)
+
+
+def completion_states(decoder, prompt_ids, prompt_mask, completion_ids, completion_mask) -> torch.Tensor:
+    """``[N, T, hidden]``: the decoder's states that predict each completion token
+    (the state after the prompt and the completion tokens before it), the
+    positions the LM head and a value head read."""
     input_ids = torch.cat([prompt_ids, completion_ids], 1)
     attention_mask = torch.cat([prompt_mask, completion_mask], 1)
     position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    t = completion_ids.shape[1]
+    return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   use_cache=False).last_hidden_state[:, -t - 1:-1]
+
+
+def head_logprobs(head, hidden, completion_ids, completion_mask, temperature: float = 1.0,
+                  with_entropy: bool = False, chunk_elements: int = 1 << 25):
+    """:func:`token_logprobs` from the completion states ``hidden`` on: the LM
+    ``head`` (a linear layer) over the valid tokens, a chunk at a time."""
     n, t = completion_ids.shape
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 use_cache=False).last_hidden_state[:, -t - 1:-1]  # the states that predict the completion
-    head = model.get_output_embeddings()
     chunk_tokens = max(1, chunk_elements // head.weight.shape[0])
     valid = completion_mask.reshape(-1).nonzero().squeeze(1)
     states, targets = hidden.reshape(n * t, -1)[valid], completion_ids.reshape(-1)[valid]

@@ -1,4 +1,5 @@
-"""The losses of thinkgym's RL objectives: policy and value losses, their aggregation, KL penalties.
+"""The losses of thinkgym's objectives: policy and value losses, their aggregation,
+KL penalties, and the pairwise preference losses (DPO, IPO, Bradley-Terry).
 
 Each piece is a small pure tensor function with its formula and paper in the
 docstring; the trainer composes them per step::
@@ -44,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from thinkgym.trainer.algorithm_config import AGGREGATIONS, KL_KINDS
 
@@ -364,3 +366,62 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str) ->
         d = (ref_logprobs - logprobs).clamp(max=20.0)
         return (torch.expm1(d) - d).clamp(-10.0, 10.0)
     raise ValueError(f"unknown KL estimator {kind!r}; choose one of {list(KL_KINDS)}")
+
+
+PairLoss = Callable[[torch.Tensor, float], torch.Tensor]
+PREFERENCE_LOSSES: dict[str, PairLoss] = {
+    # DPO (Rafailov et al. 2023, arXiv:2305.18290): the Bradley-Terry likelihood of
+    # the implicit reward beta * log(pi / pi_ref).
+    "sigmoid": lambda h, beta: -F.logsigmoid(beta * h),
+    # IPO (Azar et al. 2023, arXiv:2310.12036): regresses h to 1 / (2 beta), so it
+    # does not push the margin to infinity on deterministic preferences.
+    "ipo": lambda h, beta: (h - 1.0 / (2.0 * beta)).square(),
+}
+"""Per-pair losses of ``h``, the chosen completion's log-ratio to the reference
+minus the rejected one's, by name (``dpo_loss``'s ``kind``)."""
+
+
+def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+             ref_rejected_logps: torch.Tensor, *, beta: float,
+             kind: str = "sigmoid") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DPO-family loss over ``P`` preference pairs, each argument ``[P]`` sequence
+    log-probs (the policy's with gradient, the reference's without)::
+
+        h = (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))
+        sigmoid (DPO):  l = -log sigmoid(beta * h)
+        ipo (IPO):      l = (h - 1 / (2 beta))^2
+
+    ``loss`` is the mean of ``l`` over the pairs. ``metrics`` (detached) hold DPO's
+    implicit rewards ``beta * (log pi - log pi_ref)``: ``rewards/chosen``,
+    ``rewards/rejected``, their ``rewards/margin`` and ``rewards/accuracy`` (the
+    fraction of pairs where the chosen one's is higher), and the policy's mean
+    ``logps/chosen`` and ``logps/rejected``.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if kind not in PREFERENCE_LOSSES:
+        raise ValueError(f"unknown preference loss {kind!r}; choose one of {sorted(PREFERENCE_LOSSES)}")
+    chosen_ratio = chosen_logps - ref_chosen_logps.detach()
+    rejected_ratio = rejected_logps - ref_rejected_logps.detach()
+    loss = PREFERENCE_LOSSES[kind](chosen_ratio - rejected_ratio, beta).mean()
+    chosen_reward, rejected_reward = beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+    metrics = {"rewards/chosen": chosen_reward.mean(), "rewards/rejected": rejected_reward.mean(),
+               "rewards/margin": (chosen_reward - rejected_reward).mean(),
+               "rewards/accuracy": (chosen_reward > rejected_reward).float().mean(),
+               "logps/chosen": chosen_logps.detach().mean(), "logps/rejected": rejected_logps.detach().mean()}
+    return loss, metrics
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                       margin: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A reward model's pairwise loss over ``P`` pairs (Bradley and Terry 1952, as
+    InstructGPT trains its reward model; the margin as in Llama 2)::
+
+        l = -log sigmoid(r(x, y_w) - r(x, y_l) - margin)
+
+    ``loss`` is the mean over the pairs; ``metrics`` (detached): ``accuracy``, the
+    fraction of pairs the model orders correctly (``r_w > r_l``), and the mean ``margin`` ``r_w - r_l``.
+    """
+    diff = chosen_rewards - rejected_rewards
+    loss = -F.logsigmoid(diff - (0.0 if margin is None else margin)).mean()
+    return loss, {"accuracy": (diff > 0).float().mean().detach(), "margin": diff.mean().detach()}

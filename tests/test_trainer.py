@@ -43,14 +43,18 @@ thinkgym.register("tests/Seven-v0", seven_env)
 
 
 def write_config(path, model, out, preset="grpo", **train):
-    """A small run's YAML; preset ``ppo-shared`` is ``ppo`` with ``critic.shared_trunk``."""
+    """A small run's YAML; preset ``ppo-shared`` is ``ppo`` with ``critic.shared_trunk``,
+    and ``dpo`` is ``algorithm.objective: dpo`` with DAPO's soft overlong penalty
+    over the whole length, so that a group's rewards differ (as DPO's pairs need)
+    even where the micro model answers nothing right."""
     critic = {"shared_trunk": preset == "ppo-shared"}
-    preset = preset.removesuffix("-shared")
+    algorithm = {"objective": "dpo", "overlong": "soft_penalty", "overlong_buffer": 1.0} if preset == "dpo" else \
+        {"preset": preset.removesuffix("-shared")}
     config = {
         "model": {"path": model},
         "envs": [{"id": "thinkgym/Math-v0", "kwargs": {**ENV_KWARGS, "seed": 1}, "eval_kwargs": {"seed": 0}}],
-        "sampling": {"max_new_tokens": 16},
-        "algorithm": {"preset": preset},
+        "sampling": {"max_new_tokens": 48 if preset == "dpo" else 16},  # dpo: room for lengths to differ
+        "algorithm": algorithm,
         "critic": critic,
         "train": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "mini_batch_size": 4, "micro_batch_size": 2,
                   "lr": 1e-3, "score_workers": 1, "cpu_threads": 1, **train},
@@ -136,7 +140,7 @@ def samples_by_step(out):
     return [(r["step"], r["task_id"], r["completion"]) for r in rows]
 
 
-@pytest.mark.parametrize("preset", ["grpo", "ppo", "ppo-shared"])  # ppo: the critic and its optimizer resume too
+@pytest.mark.parametrize("preset", ["grpo", "ppo", "ppo-shared", "dpo"])  # ppo: the critic and its optimizer resume too
 def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path, preset):
     whole = tmp_path / "whole"
     assert run_cli("--config", write_config(tmp_path / "a.yaml", micro_model, whole, preset, steps=5)).wait(300) == 0

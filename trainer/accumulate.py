@@ -44,17 +44,24 @@ def micro_weight(mask: torch.Tensor, agg: str, local_tokens: float, global_token
 
 def accumulate_and_step(module, optimizer, rollouts: Rollouts, loss_mask: torch.Tensor, loss_fn: LossFn, *,
                         agg: str, epochs: int, mini_batch_size: int, micro_batch_size: int, bucket: bool,
-                        max_grad_norm: float, rng: torch.Generator) -> dict[str, float]:
+                        max_grad_norm: float, rng: torch.Generator, group: int = 1,
+                        row_stats: bool = False) -> dict[str, float]:
     """Run the loop; returns the statistics averaged over optimizer steps, with
     ``grad_norm`` and the decoder work (``tokens/computed``, ``tokens/full_width``).
-    ``mini_batch_size`` counts rows over all ranks."""
+    ``mini_batch_size`` counts rows over all ranks. ``group`` > 1: runs of that
+    many consecutive rows are shuffled and cut as units, so every micro-batch
+    ``loss_fn`` sees holds whole groups, in order (DPO's pairs). ``row_stats``:
+    every statistic is a mean over rows or groups, weighed as the loss is (else
+    only ``LOSS_KEYS``; the rest are per-token means)."""
     n = len(rollouts.texts)
     mini = min(mini_batch_size // distributed.world(), n)
     totals: dict[str, float] = {}
     steps = computed = full = 0
     module.train()
     for _ in range(epochs):
-        order = torch.randperm(n, generator=rng)
+        order = torch.randperm(n // group, generator=rng)
+        if group > 1:
+            order = (order[:, None] * group + torch.arange(group)).reshape(-1)
         for start in range(0, n, mini):
             idx = order[start:start + mini]
             local_tokens = float(loss_mask[idx].sum().clamp(min=1))
@@ -63,7 +70,7 @@ def accumulate_and_step(module, optimizer, rollouts: Rollouts, loss_mask: torch.
             optimizer.zero_grad(set_to_none=True)
             # Bucketed: rows of similar length share a micro-batch, trimmed to its own width. The order of
             # micro-batches does not matter: each weighs its own share of the mini-batch.
-            micros = micro_batches(rollouts, idx, micro_batch_size, bucket)
+            micros = micro_batches(rollouts, idx, micro_batch_size, bucket, group)
             for m, mb in enumerate(micros):
                 mask = mb.take(loss_mask)
                 computed, full = computed + mb.computed, full + mb.full
@@ -75,7 +82,7 @@ def accumulate_and_step(module, optimizer, rollouts: Rollouts, loss_mask: torch.
                     (loss * weight).backward()
                 stats["loss"] = loss.detach()
                 for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + float(v) * (share if k in LOSS_KEYS else token_share)
+                    totals[k] = totals.get(k, 0.0) + float(v) * (share if row_stats or k in LOSS_KEYS else token_share)
             grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             totals["grad_norm"] = totals.get("grad_norm", 0.0) + float(grad_norm)
             optimizer.step()

@@ -19,8 +19,8 @@ KL_KINDS = ("k1", "k2", "k3")
 """KL estimators of :func:`~thinkgym.trainer.losses.kl_penalty`."""
 OVERLONG = (None, "soft_penalty", "mask_truncated")
 LOSS_NAMES = ("ppo_clip", "cispo")
-OBJECTIVES = ("grpo", "ppo")
-"""The training objectives, one module each under trainer/ (``trainer/grpo.py``, ``trainer/ppo.py``)."""
+OBJECTIVES = ("grpo", "ppo", "dpo")
+"""The training objectives, one module each under trainer/ (``grpo.py``, ``ppo.py``, ``dpo.py``)."""
 """Policy losses of :data:`~thinkgym.trainer.losses.LOSSES` (a test keeps the two equal)."""
 
 
@@ -30,7 +30,9 @@ class AlgorithmConfig:
 
     Attributes:
         objective: the training objective, one of ``OBJECTIVES``: ``"grpo"``, the
-            group-relative family (every preset but ``ppo``), or ``"ppo"`` with a critic.
+            group-relative family (every preset but ``ppo``), ``"ppo"`` with a
+            critic, or ``"dpo"``, online DPO on each group's best and worst
+            completion (its settings: the config's ``dpo`` section).
         estimator: advantage estimator: a group one, a key of ``ESTIMATORS``, or
             ``"gae"`` (``TOKEN_ESTIMATORS``: PPO with a critic).
         loss: policy loss, one of ``LOSS_NAMES``: ``"ppo_clip"`` (``policy_loss``)
@@ -82,6 +84,16 @@ class AlgorithmConfig:
         """PPO: a critic's values make the advantages (``gae``), and ``-beta * KL_t``
         goes into the per-token reward; the group estimators put ``beta * KL`` into the loss."""
         return self.objective == "ppo"
+
+    @property
+    def informative_only(self) -> bool:
+        """Train on groups whose rewards differ only: DAPO's dynamic sampling, and DPO (a pair needs two rewards)."""
+        return self.dynamic_sampling or self.objective == "dpo"
+
+    @property
+    def uses_reference(self) -> bool:
+        """A frozen reference model: for the KL (``beta > 0``), and always for DPO."""
+        return self.beta > 0 or self.objective == "dpo"
 
     def __post_init__(self):
         cispo = self.loss == "cispo"

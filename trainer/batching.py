@@ -52,18 +52,24 @@ def real_lengths(r: Rollouts) -> torch.Tensor:
     return r.prompt_mask.sum(1) + r.completion_mask.sum(1)
 
 
-def micro_batches(r: Rollouts, rows: torch.Tensor, size: int, bucket: bool = True) -> list[MicroBatch]:
+def micro_batches(r: Rollouts, rows: torch.Tensor, size: int, bucket: bool = True, group: int = 1) -> list[MicroBatch]:
     """``rows`` of ``r`` cut into micro-batches of ``size`` rows (the last may be
     smaller). With ``bucket``, the rows are ordered longest first before the cut
     and every micro-batch is trimmed (:func:`trim`); without, it is the plain
     full-width cut in the given order. Either way each row lands in exactly one
     micro-batch, so a caller that weighs micro-batches by their share of tokens or
-    rows gets the same sum whatever the order."""
+    rows gets the same sum whatever the order. ``group`` > 1 keeps each run of
+    ``group`` consecutive rows together, in order (DPO's chosen and rejected
+    completions): groups are ordered by their longest row, and ``size`` must be a
+    multiple of ``group``."""
+    if size % group or len(rows) % group:
+        raise ValueError(f"micro-batches of {size} rows cannot hold whole groups of {group} ({len(rows)} rows)")
     if bucket:
         # Longest first: the widest micro-batch runs first, so an out-of-memory error
         # shows at once and the allocator's cache is sized by the largest blocks.
-        order = torch.sort(real_lengths(r)[rows], descending=True, stable=True).indices
-        rows = rows[order.to(rows.device)]
+        lengths = real_lengths(r)[rows].view(-1, group).max(1).values
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        rows = rows.view(-1, group)[order.to(rows.device)].reshape(-1)
     return [trim(r, rows[i:i + size], columns=bucket) for i in range(0, len(rows), size)]
 
 

@@ -82,7 +82,7 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
     tally = _Tally()
     kept: list[tuple[Rollouts, torch.Tensor]] = []
     have, rounds = 0, 0
-    while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.dynamic_sampling else 0):
+    while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.informative_only else 0):
         drawn = sampler.draw(step, rounds, wanted - have if rounds else wanted)
         rounds += 1
         for e, env in enumerate(sampler.envs):
@@ -93,7 +93,7 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
             rollouts, rewards, judged = _sample_and_score(name, env, tasks, config, policy, needs_old, workers, tally)
             informative = informative_groups(rewards, g)
             tally.groups(len(tasks), int((~informative).sum()))
-            keep = informative if algo.dynamic_sampling else torch.ones_like(informative)
+            keep = informative if algo.informative_only else torch.ones_like(informative)
             # A sandbox that failed (not the program) says nothing of its group: dropped.
             keep = (keep & judged.view(-1, g).all(1)).repeat_interleave(g)
             if keep.any():

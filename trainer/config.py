@@ -45,7 +45,7 @@ class AlgorithmSection:
     """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
 
     preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo", "ppo", "cispo"] = "dr_grpo"
-    objective: Optional[Literal["grpo", "ppo"]] = None  # trainer/grpo.py or trainer/ppo.py; the preset's by default
+    objective: Optional[Literal["grpo", "ppo", "dpo"]] = None  # trainer/<objective>.py; the preset's by default
     estimator: Optional[str] = None
     loss: Optional[str] = None
     clip_low: Optional[float] = None
@@ -84,6 +84,17 @@ class CriticConfig:
     warmup_steps: int = 0  # steps that train the critic alone before the policy moves
     shared_trunk: bool = False  # True: no second model; a value head on the policy's decoder, trained in its update
     vf_coef: float = 0.1  # shared_trunk: weight of the value loss in the joint loss (TRL's PPO default)
+
+
+@dataclass
+class DPOConfig:
+    """Online DPO (``algorithm.objective: dpo``): each group's highest- and
+    lowest-reward completions make a pair; unused by the other objectives."""
+
+    loss: Literal["sigmoid", "ipo"] = "sigmoid"  # DPO (Rafailov et al. 2023) or IPO (Azar et al. 2023)
+    beta: float = 0.1  # the implicit reward's scale (DPO's beta; not algorithm.beta, the RL objectives' KL)
+    nll_coef: float = 0.0  # weight of the chosen completions' per-token NLL, added to the loss (RPO)
+    reference_refresh: int = 0  # iterated DPO: every this many steps the reference becomes the policy; 0: fixed
 
 
 @dataclass
@@ -130,6 +141,7 @@ class Config:
     sampling: Sampling = field(default_factory=Sampling)  # trainer/sampling.py
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -161,6 +173,19 @@ def check(c: Config) -> None:
             if value:
                 raise ConfigError(f"critic.{key} ({value}) is for a separate critic; with critic.shared_trunk the "
                                   f"value head is on the policy's model and trains in its update (train.lr)")
+    if algo.objective == "dpo":
+        d = c.dpo
+        problems = [(d.beta <= 0, f"dpo.beta must be > 0, got {d.beta}"),
+                    (d.nll_coef < 0, f"dpo.nll_coef must be >= 0, got {d.nll_coef}"),
+                    (d.reference_refresh < 0, f"dpo.reference_refresh must be >= 0, got {d.reference_refresh}"),
+                    (d.reference_refresh and c.model.lora_rank, "dpo.reference_refresh needs full fine-tuning: a LoRA "
+                     "run's reference is its base model"),
+                    (algo.beta > 0, f"algorithm.beta ({algo.beta}) is the RL objectives' KL; DPO's is dpo.beta"),
+                    (t.micro_batch_size % 2 or t.mini_batch_size % 2, "train.micro_batch_size and "
+                     "train.mini_batch_size must be even under DPO: a pair's two completions go together")]
+        for failed, message in problems:
+            if failed:
+                raise ConfigError(message)
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
     problems = sampling_problems(c.sampling, key=lambda name: f"sampling.{name}")

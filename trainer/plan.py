@@ -34,12 +34,20 @@ def describe_plan(config: Config, processes: int = 1) -> str:
              f"{' (bucketed by length)' if t.bucket_by_length else ''}, mu={t.epochs_per_batch}",
              f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}, "
              f"engine {s.engine}",
+             _dpo_line(config) if algo.objective == "dpo" else
              f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              *([_critic_line(config)] if algo.uses_critic else []),
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
              f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
     return "\n".join(lines)
+
+
+def _dpo_line(config: Config) -> str:
+    d = config.dpo
+    reference = f"refreshed every {d.reference_refresh} steps" if d.reference_refresh else "fixed"
+    return (f"algorithm    dpo: loss {d.loss}, beta {d.beta}, nll_coef {d.nll_coef}, reference {reference}; "
+            f"pairs: each group's best and worst completion (groups of equal rewards resampled)")
 
 
 def _critic_line(config: Config) -> str:

@@ -1,11 +1,12 @@
 """A training run, whatever its objective: set-up, resume, the step loop,
 checkpoints, logs and the held-out accuracy before and after.
 
-``algorithm.objective`` picks the objective (``OBJECTIVES``): a class, in a file of
-its own read top to bottom (``grpo.py``, ``ppo.py``), whose ``step`` collects a
-batch and trains on it. The run owns what every objective shares: the policy,
-its optimizer and learning-rate schedule, the task sampler, the RNGs; an
-objective adds its own models (PPO's critic) and saves them through ``checkpoint``.
+``algorithm.objective`` picks the objective (``OBJECTIVES``): a class, in a file
+of its own read top to bottom (``grpo.py``, ``ppo.py``, ``dpo.py``), whose
+``step`` collects a batch and trains on it. The run owns what every objective
+shares: the policy, its reference, optimizer and learning-rate schedule, the
+task sampler, the RNGs; an objective adds its own models (PPO's critic) and
+saves them through ``checkpoint``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
 from thinkgym.trainer.config import Config
 from thinkgym.trainer.engines import make_engine
 from thinkgym.trainer.evaluation.samples import sample_and_score
+from thinkgym.trainer.dpo import DPO
 from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
 from thinkgym.trainer.models.critic import split_shared_head
@@ -51,7 +53,7 @@ class Objective(Protocol):
         files into the checkpoint folder (called on rank 0), or None."""
 
 
-OBJECTIVES: dict[str, Callable[["Run"], Objective]] = {"grpo": GRPO, "ppo": PPO}
+OBJECTIVES: dict[str, Callable[["Run"], Objective]] = {"grpo": GRPO, "ppo": PPO, "dpo": DPO}
 """``algorithm.objective`` -> the objective's class, constructed with the :class:`Run`."""
 
 
@@ -138,7 +140,7 @@ def setup_run(config: Config, envs, eval_envs, resume: bool, log: Callable[[str]
     model, tokenizer = load_policy(config.model, base_path, latest, device)
     if algo.uses_critic and config.critic.shared_trunk:  # before the policy is wrapped and its optimizer made
         attach_shared_head(model, latest, config, device)
-    reference = load_reference(config.model, base_path, model, device) if algo.beta > 0 else None
+    reference = load_reference(config.model, base_path, model, device) if algo.uses_reference else None
     module = distributed.wrap(model, device, t.strategy)
     engine = make_engine(config.sampling.engine, model, tokenizer)
     if config.sampling.tis_cap and not engine.reports_logprobs:

@@ -73,11 +73,14 @@ def _tokens_covering(tokenizer, ids: list[int], chars: int) -> int:
 
 
 def select(r: Rollouts, keep: torch.Tensor) -> Rollouts:
-    """The rows of ``r`` where ``keep`` (a bool mask over its rows) is true."""
+    """The rows of ``r`` where ``keep`` (a bool mask over its rows) is true, or,
+    for integer ``keep``, the rows it lists, in its order."""
     def pick(x):
         return None if x is None else x[keep]
+    texts = [x for x, k in zip(r.texts, keep.tolist()) if k] if keep.dtype == torch.bool else \
+        [r.texts[i] for i in keep.tolist()]
     return Rollouts(r.prompt_ids[keep], r.prompt_mask[keep], r.completion_ids[keep], r.completion_mask[keep],
-                    [x for x, k in zip(r.texts, keep.tolist()) if k], r.truncated[keep],
+                    texts, r.truncated[keep],
                     pick(r.old_logprobs), pick(r.ref_logprobs), pick(r.rollout_logprobs))
 
 

@@ -93,7 +93,10 @@ class ChatSpace(gymnasium.Space[list]):
 
 @dataclass(frozen=True)
 class Reward:
-    """One named, weighted reward component ``fn(completion, **task_fields)``."""
+    """One named, weighted reward component ``fn(completion, **task_fields)``.
+    A reward that names a ``prompt`` parameter also gets the task's prompt (what
+    :meth:`TextEnv.prompt_of` returns: a string, or chat messages), unless the
+    task has a field of that name."""
 
     name: str
     fn: Callable[..., float]
@@ -170,7 +173,7 @@ class TextEnv(gymnasium.Env):
         self.action_space = TextSpace()
         first = tasks[0]
         for reward in self.rewards:  # fail at construction, not mid-training
-            select_columns(reward.fn, {k: [v] for k, v in first.items()})
+            select_columns(reward.fn, {"prompt": [None], **{k: [v] for k, v in first.items()}})
         self._index: dict[str, int] | None = None
         self.task: Task | None = None
         self._messages: Messages = []
@@ -252,7 +255,8 @@ class TextEnv(gymnasium.Env):
         if len(completions) != len(tasks):
             raise EnvError(f"{len(completions)} completions for {len(tasks)} tasks")
         texts = [self.completion_prefix + c for c in completions]
-        columns = {key: [t.get(key) for t in tasks] for key in tasks[0]} if tasks else {}
+        columns = {"prompt": [self.prompt_of(t) for t in tasks]} if tasks and "prompt" not in tasks[0] else {}
+        columns.update({key: [t.get(key) for t in tasks] for key in tasks[0]} if tasks else {})
         results = ScoredBatch(Scored(0.0) for _ in texts)
         for reward in self.rewards:
             values = score_batch(reward.fn, texts, columns, workers=workers)

@@ -58,7 +58,7 @@ def test_dpo_config_errors_name_the_key():
     for extra, message in (({"dpo.beta": 0}, "dpo.beta must be > 0"),
                            ({"algorithm.beta": 0.1}, "algorithm.beta .* DPO's is dpo.beta"),
                            ({"dpo.reference_refresh": 2, "model.lora_rank": 4}, "needs full fine-tuning"),
-                           ({"train.micro_batch_size": 1}, "must be even under DPO"),
+                           ({"train.micro_batch_size": 1}, "must be even under dpo"),
                            ({"dpo.loss": "hinge"}, "dpo.loss")):
         with pytest.raises(ConfigError, match=message):
             load_config(None, dpo_overrides(**extra))
@@ -116,9 +116,9 @@ def test_one_dpo_update_raises_the_chosen_completions_over_the_rejected(micro_mo
 
     before = margin()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    run = Run(config, config.algorithm.resolve(), "cpu", str(micro_model), None, None, 1,
+    run = Run(config, config.algorithm.resolve(), "cpu", str(micro_model), None, None, [], None, None, 1,
               Policy(model, tokenizer, policy.engine, reference), distributed.wrap(model, "cpu"), optimizer,
               torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0), torch.Generator().manual_seed(0))
-    stats = update_dpo(run, pairs, mask)
+    stats = update_dpo(run, pairs, mask, config.sampling.temperature)
     assert stats["dpo/rewards/margin"] == pytest.approx(0.0, abs=1e-5)  # the policy was the reference
     assert margin() > before  # the update pushed the chosen completions up relative to the rejected ones

@@ -10,12 +10,12 @@ import torch
 from thinkgym.trainer.accumulate import micro_weight
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer import distributed
-from thinkgym.trainer.models.critic import VALUE_HEAD, load_critic, shared_critic, shared_value_head
+from thinkgym.trainer.models.critic import VALUE_HEAD, attach_shared_head, load_critic, shared_critic, shared_value_head
 from thinkgym.trainer.models.logprobs import token_logprobs
 from thinkgym.trainer.run import train
 from thinkgym.trainer.models.builtin import ModelLoadError
 from thinkgym.trainer.models.policy import load_model
-from thinkgym.trainer.ppo import attach_shared_head, token_rewards
+from thinkgym.trainer.ppo import token_rewards
 from thinkgym.trainer.typed_config import ConfigError
 
 from test_trainer import write_config  # noqa: F401 - also registers tests/Seven-v0
@@ -118,7 +118,7 @@ def test_a_shared_head_reads_the_policy_pass_and_trains_its_trunk(micro_model):
     config = load_config(None, ppo_overrides(**{"critic.shared_trunk": "true", "train.mini_batch_size": 4,
                                                 "train.micro_batch_size": 4}))
     torch.manual_seed(0)
-    attach_shared_head(model, None, config, "cpu")
+    attach_shared_head(model, None, config.model.dtype, config.train.seed, "cpu")
     drawn = torch.rand(1)
     torch.manual_seed(0)
     assert torch.equal(drawn, torch.rand(1))  # attaching drew no global random numbers
@@ -158,7 +158,7 @@ def test_shared_trunk_ppo_trains_one_model_and_resumes(micro_model, tmp_path):
     assert "critic_optimizer" not in state and {"value_head.weight", "value_head.bias"} <= set(state["optimizer"]["state"])
     head = torch.load(checkpoint / "critic" / VALUE_HEAD)
     fresh = load_model(micro_model)[0]
-    attach_shared_head(fresh, None, config, "cpu")
+    attach_shared_head(fresh, None, config.model.dtype, config.train.seed, "cpu")
     assert not torch.equal(head["weight"], shared_value_head(fresh).weight)  # the head learnt
 
     train(load_config(write_config(tmp_path / "s.yaml", micro_model, out, steps=3), overrides), resume=True,

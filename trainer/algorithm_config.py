@@ -19,8 +19,9 @@ KL_KINDS = ("k1", "k2", "k3")
 """KL estimators of :func:`~thinkgym.trainer.losses.kl_penalty`."""
 OVERLONG = (None, "soft_penalty", "mask_truncated")
 LOSS_NAMES = ("ppo_clip", "cispo")
-OBJECTIVES = ("grpo", "ppo", "dpo")
-"""The training objectives, one module each under trainer/ (``grpo.py``, ``ppo.py``, ``dpo.py``)."""
+OBJECTIVES = ("grpo", "ppo", "dpo", "sft", "rejection_sampling", "reward_model")
+"""The training objectives, one module each under trainer/ (``grpo.py``, ``ppo.py``, ``dpo.py``, ``sft.py``,
+``rejection_sampling.py``, ``reward_model.py``)."""
 """Policy losses of :data:`~thinkgym.trainer.losses.LOSSES` (a test keeps the two equal)."""
 
 
@@ -31,8 +32,11 @@ class AlgorithmConfig:
     Attributes:
         objective: the training objective, one of ``OBJECTIVES``: ``"grpo"``, the
             group-relative family (every preset but ``ppo``), ``"ppo"`` with a
-            critic, or ``"dpo"``, online DPO on each group's best and worst
-            completion (its settings: the config's ``dpo`` section).
+            critic, ``"dpo"``, DPO on preference pairs or, online, on each group's
+            best and worst completion (the config's ``dpo`` section), ``"sft"``
+            on demonstrations, ``"rejection_sampling"`` (fine-tuning on the
+            policy's or a teacher's best samples) or ``"reward_model"`` (a
+            Bradley-Terry reward model). The last three ignore the RL fields.
         estimator: advantage estimator: a group one, a key of ``ESTIMATORS``, or
             ``"gae"`` (``TOKEN_ESTIMATORS``: PPO with a critic).
         loss: policy loss, one of ``LOSS_NAMES``: ``"ppo_clip"`` (``policy_loss``)
@@ -93,7 +97,7 @@ class AlgorithmConfig:
     @property
     def uses_reference(self) -> bool:
         """A frozen reference model: for the KL (``beta > 0``), and always for DPO."""
-        return self.beta > 0 or self.objective == "dpo"
+        return self.objective == "dpo" or (self.beta > 0 and self.objective in ("grpo", "ppo"))
 
     def __post_init__(self):
         cispo = self.loss == "cispo"

@@ -33,10 +33,15 @@ _SCORER = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-score")  # waits on
 class TaskSampler:
     """Draws training tasks from the weighted env mixture. Step ``s`` draws from an
     RNG seeded by ``(seed, s, round)``, so the data order of a resumed run is the
-    one it would have had. Held-out tasks (same prompt) are never drawn."""
+    one it would have had. Held-out tasks (same prompt) are never drawn.
+    ``reward_models[e]``: the learnt reward components of env ``e``
+    (:class:`~thinkgym.trainer.reward_model.ModelReward`), scored on the trainer's
+    device after the env's own rewards."""
 
-    def __init__(self, envs, weights: list[float], seed: int, excluded_prompts: set[str]):
+    def __init__(self, envs, weights: list[float], seed: int, excluded_prompts: set[str],
+                 reward_models: list[list] | None = None):
         self.envs, self.seed, self.excluded = envs, seed, excluded_prompts
+        self.reward_models = reward_models or [[] for _ in envs]
         self.weights = np.asarray(weights, dtype=float) / sum(weights)
 
     def draw(self, step: int, round_: int, count: int) -> list[tuple[int, dict]]:
@@ -78,7 +83,9 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
     # With one optimizer step per batch the policy is still the sampling policy when
     # the loss is computed: its own detached log-probs are the old ones (ratio 1).
     # PPO's per-token KL reward needs them too.
-    needs_old = t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g or algo.uses_critic
+    # The other objectives have no ratio.
+    needs_old = algo.objective in ("grpo", "ppo") and (
+        t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g or algo.uses_critic)
     tally = _Tally()
     kept: list[tuple[Rollouts, torch.Tensor]] = []
     have, rounds = 0, 0
@@ -90,7 +97,8 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
             if not tasks:
                 continue
             name = env.unwrapped.spec.id if env.unwrapped.spec else f"env{e}"
-            rollouts, rewards, judged = _sample_and_score(name, env, tasks, config, policy, needs_old, workers, tally)
+            rollouts, rewards, judged = _sample_and_score(name, env, sampler.reward_models[e], tasks, config, policy,
+                                                          needs_old, workers, tally)
             informative = informative_groups(rewards, g)
             tally.groups(len(tasks), int((~informative).sum()))
             keep = informative if algo.informative_only else torch.ones_like(informative)
@@ -115,10 +123,11 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
     return Batch(rollouts, rewards, loss_mask, tally.metrics(rounds), tally.samples)
 
 
-def _sample_and_score(name: str, env, tasks: list[dict], config: Config, policy: Policy, needs_old: bool, workers,
-                      tally: _Tally) -> tuple[Rollouts, torch.Tensor, torch.Tensor]:
+def _sample_and_score(name: str, env, reward_models: list, tasks: list[dict], config: Config, policy: Policy,
+                      needs_old: bool, workers, tally: _Tally) -> tuple[Rollouts, torch.Tensor, torch.Tensor]:
     """(rollouts, rewards, judged) of G completions for each of ``tasks``; ``judged``
-    is false where the sandbox failed. Fills the rollouts' old and reference log-probs."""
+    is false where the sandbox failed. Fills the rollouts' old and reference log-probs.
+    ``reward_models`` add their weighted scores to the env's rewards."""
     t, sampling, algo = config.train, config.sampling, config.algorithm.resolve()
     g, base = t.group_size, env.unwrapped
     prompts, chat = render_prompts(base, policy.tokenizer, tasks)
@@ -140,6 +149,12 @@ def _sample_and_score(name: str, env, tasks: list[dict], config: Config, policy:
     scored, seconds = scoring.result()
     tally.time["score_wait"] += time.perf_counter() - start
     tally.time["score"] += seconds
+    start = time.perf_counter()
+    for model in reward_models:
+        for s, value in zip(scored, model.score([base.prompt_of(task) for task in repeated], rollouts.texts).tolist()):
+            s.rewards[model.name] = value
+            s.reward += model.weight * value
+    tally.time["reward_models"] += time.perf_counter() - start
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     judged = torch.tensor([not s.infra_error for s in scored])
     lengths = rollouts.completion_mask.sum(1)
@@ -163,7 +178,7 @@ class _Tally:
         self.components: dict[str, list[float]] = {}
         self.accuracy: dict[str, list[float]] = {}
         self.samples: list[dict] = []
-        self.time = {"generate": 0.0, "logprobs": 0.0, "score": 0.0, "score_wait": 0.0}
+        self.time = {"generate": 0.0, "logprobs": 0.0, "score": 0.0, "score_wait": 0.0, "reward_models": 0.0}
         self.infra_errors = self.seen_groups = self.flat_groups = 0
 
     def completions(self, name: str, base, tasks: list[dict], rollouts: Rollouts, scored, rewards: torch.Tensor,

@@ -32,11 +32,23 @@ class ModelConfig:
 
 
 @dataclass
+class RewardModelConfig:
+    """A trained reward model (``objective: reward_model``) as a reward component
+    of an env: ``weight x r(prompt, completion)`` is added to each completion's
+    reward, scored in batches on the trainer's device."""
+
+    model: str  # a reward-model checkpoint: a causal LM folder with value_head.pt
+    weight: float = 1.0
+    name: str = "reward_model"  # the component's name in the metrics (reward/<name>)
+
+
+@dataclass
 class EnvConfig:
     id: str
     weight: float = 1.0  # share of prompts drawn from this env
     think_format: Optional[float] = None  # weight of think_format_reward, if added
     kwargs: dict[str, Any] = field(default_factory=dict)
+    reward_models: list[RewardModelConfig] = field(default_factory=list)  # learnt reward components, added to the env's
     eval_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides for the held-out env, e.g. {seed: 0} or {split: test}
 
 
@@ -45,7 +57,8 @@ class AlgorithmSection:
     """``preset`` plus overrides of any ``AlgorithmConfig`` field."""
 
     preset: Literal["grpo", "dr_grpo", "dapo", "rloo", "gspo", "ppo", "cispo"] = "dr_grpo"
-    objective: Optional[Literal["grpo", "ppo", "dpo"]] = None  # trainer/<objective>.py; the preset's by default
+    objective: Optional[Literal["grpo", "ppo", "dpo", "sft", "rejection_sampling", "reward_model"]] = None
+    # trainer/<objective>.py; the preset's by default
     estimator: Optional[str] = None
     loss: Optional[str] = None
     clip_low: Optional[float] = None
@@ -98,6 +111,36 @@ class DPOConfig:
 
 
 @dataclass
+class DataConfig:
+    """The dataset file of the offline objectives (trainer/data.py has its layouts):
+    ``sft`` reads demonstrations; ``reward_model``, and ``dpo`` when given one,
+    read preference pairs."""
+
+    path: Optional[str] = None  # JSONL/JSON/Parquet/CSV; dpo without one makes its pairs online
+    eval_path: Optional[str] = None  # reward_model: held-out pairs, for the pairwise accuracy before and after
+    batch_size: int = 32  # examples (sft) or pairs (dpo, reward_model) per step
+
+
+@dataclass
+class RejectionConfig:
+    """Rejection-sampling fine-tuning (``algorithm.objective: rejection_sampling``):
+    each step samples ``train.group_size`` completions per prompt, keeps the good
+    ones and fine-tunes on them (``train.epochs_per_batch`` passes)."""
+
+    min_reward: float = 1.0  # keep completions whose reward is at least this
+    top_k: int = 0  # > 0: of those, keep at most the k best of each prompt
+    teacher: Optional[str] = None  # distillation: a checkpoint that samples instead of the policy (same tokenizer)
+
+
+@dataclass
+class RewardModelTraining:
+    """``algorithm.objective: reward_model``: a Bradley-Terry reward model, a value
+    head on the model's decoder, trained on ``data``'s preference pairs."""
+
+    margin: float = 0.0  # l = -log sigmoid(r_w - r_l - margin)
+
+
+@dataclass
 class TrainConfig:
     steps: int = 250
     prompts_per_step: int = 16  # B
@@ -142,6 +185,9 @@ class Config:
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     critic: CriticConfig = field(default_factory=CriticConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    reward_model: RewardModelTraining = field(default_factory=RewardModelTraining)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -159,7 +205,7 @@ def check(c: Config) -> None:
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     algo = c.algorithm.resolve()
-    if t.group_size < (1 if algo.uses_critic else 2):
+    if t.group_size < (1 if algo.objective in ("ppo", "rejection_sampling") else 2):
         raise ConfigError(f"train.group_size must be >= 2 (advantages compare completions of a prompt), got "
                           f"{t.group_size}; PPO (algorithm.preset ppo: a critic's values) takes any group size")
     if c.critic.lr is not None and not 0 < c.critic.lr < 1:
@@ -181,19 +227,26 @@ def check(c: Config) -> None:
                     (d.reference_refresh and c.model.lora_rank, "dpo.reference_refresh needs full fine-tuning: a LoRA "
                      "run's reference is its base model"),
                     (algo.beta > 0, f"algorithm.beta ({algo.beta}) is the RL objectives' KL; DPO's is dpo.beta"),
-                    (t.micro_batch_size % 2 or t.mini_batch_size % 2, "train.micro_batch_size and "
-                     "train.mini_batch_size must be even under DPO: a pair's two completions go together")]
+                    (d.reference_refresh and c.data.path, "dpo.reference_refresh is for online DPO: a "
+                     "preference file (data.path) is trained against a fixed reference")]
         for failed, message in problems:
             if failed:
                 raise ConfigError(message)
+    if algo.objective in ("dpo", "reward_model") and (t.micro_batch_size % 2 or t.mini_batch_size % 2):
+        raise ConfigError(f"train.micro_batch_size and train.mini_batch_size must be even under {algo.objective}: "
+                          "a pair's two completions go together")
+    check_offline(c, algo.objective)
+    if algo.objective == "rejection_sampling" and c.rejection.top_k < 0:
+        raise ConfigError(f"rejection.top_k must be >= 0, got {c.rejection.top_k}")
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
     problems = sampling_problems(c.sampling, key=lambda name: f"sampling.{name}")
     if problems:
         raise ConfigError(problems[0])
-    batch = t.prompts_per_step * t.group_size
-    if batch % t.mini_batch_size:
-        raise ConfigError(f"train.mini_batch_size ({t.mini_batch_size}) must divide prompts_per_step x group_size ({batch})")
+    rows, what = rows_per_step(c, algo.objective)
+    # Rejection sampling keeps a varying share of its rows: its last mini-batch may be smaller.
+    if rows % t.mini_batch_size and algo.objective != "rejection_sampling":
+        raise ConfigError(f"train.mini_batch_size ({t.mini_batch_size}) must divide {what} ({rows})")
     if t.mini_batch_size % t.micro_batch_size:
         raise ConfigError(f"train.micro_batch_size ({t.micro_batch_size}) must divide train.mini_batch_size ({t.mini_batch_size})")
     if not c.envs:
@@ -201,6 +254,45 @@ def check(c: Config) -> None:
     for i, env in enumerate(c.envs):
         if env.weight <= 0:
             raise ConfigError(f"envs[{i}].weight must be > 0, got {env.weight}")
+        for k, rm in enumerate(env.reward_models):
+            if rm.weight == 0 or not rm.name or rm.name in {r.name for r in env.reward_models[:k]}:
+                raise ConfigError(f"envs[{i}].reward_models[{k}]: needs a weight other than 0 and a name of its own, "
+                                  f"got weight {rm.weight}, name {rm.name!r}")
+
+
+OFFLINE = ("sft", "reward_model")
+"""Objectives that train on ``data.path`` alone (``dpo`` does when it is given one)."""
+
+
+def offline(c: Config) -> bool:
+    """Whether the run trains on a dataset file rather than on samples."""
+    objective = c.algorithm.resolve().objective
+    return objective in OFFLINE or (objective == "dpo" and c.data.path is not None)
+
+
+def rows_per_step(c: Config, objective: str) -> tuple[int, str]:
+    """(completions a step trains on, how the config makes that number)."""
+    if offline(c):
+        per = 1 if objective == "sft" else 2
+        return c.data.batch_size * per, "data.batch_size" + ("" if per == 1 else " x 2 (a pair's completions)")
+    return c.train.prompts_per_step * c.train.group_size, "prompts_per_step x group_size"
+
+
+def check_offline(c: Config, objective: str) -> None:
+    """The ``data`` section against the objective."""
+    d = c.data
+    if objective in OFFLINE and not d.path:
+        raise ConfigError(f"algorithm.objective {objective} trains on a dataset: set data.path")
+    if d.path and objective not in OFFLINE + ("dpo",):
+        raise ConfigError(f"data.path is read by the sft, reward_model and dpo objectives, not {objective}")
+    if objective == "reward_model" and not d.eval_path:
+        raise ConfigError("algorithm.objective reward_model reports its pairwise accuracy on held-out pairs: set "
+                          "data.eval_path")
+    if d.eval_path and objective != "reward_model":
+        raise ConfigError("data.eval_path holds held-out pairs for objective reward_model; the other objectives "
+                          "report accuracy on the envs' held-out tasks")
+    if d.batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {d.batch_size}")
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:

@@ -1,7 +1,12 @@
-"""Online, iterated DPO on verifiable rewards (``algorithm.objective: dpo``), read
-top to bottom. The environment's reward picks the pairs: no preference data.
+"""DPO (``algorithm.objective: dpo``), read top to bottom: offline, on the
+preference pairs of ``data.path``, or online and iterated, on pairs the
+environment's reward picks.
 
-A step:
+Offline, a step takes ``data.batch_size`` pairs in a seeded shuffled order,
+computes their reference log-probs and takes the update of step 3 below, at
+temperature 1 (the models' own distributions), against a fixed reference.
+
+Online, a step:
 
 1. collects B prompts x G completions and their rewards, keeping only groups
    whose rewards differ (as DAPO's dynamic sampling does; :func:`collect_batch`);
@@ -13,7 +18,7 @@ A step:
    current policy every ``dpo.reference_refresh`` steps (iterated DPO).
 
 A completion's log-prob is the sum of its tokens' (through the chunked head, as
-for the policy loss), at the sampling temperature for the policy and the
+for the policy loss); online, at the sampling temperature for the policy and the
 reference alike.
 """
 
@@ -27,15 +32,18 @@ import torch
 
 from thinkgym.trainer import distributed
 from thinkgym.trainer.accumulate import accumulate_and_step
-from thinkgym.trainer.collect import Batch, collect_batch
+from thinkgym.trainer.collect import Batch, batch_logprobs, collect_batch
+from thinkgym.trainer.data import encode
+from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.engines.rollouts import Rollouts, select
 from thinkgym.trainer.losses import dpo_loss
 from thinkgym.trainer.models.policy import load_model
+from thinkgym.trainer.sft import demonstrations_batch
 
 REFERENCE_FOLDER = "reference"  # inside a checkpoint, when the reference is refreshed
 
 
-class DPO:
+class DPO(HeldOutAccuracy):
     """The objective for :func:`thinkgym.trainer.run.train`; ``run`` is its
     :class:`~thinkgym.trainer.run.Run`, whose reference this objective refreshes."""
 
@@ -49,12 +57,24 @@ class DPO:
         run, every = self.run, self.run.config.dpo.reference_refresh
         if every and step and step % every == 0:
             refresh_reference(run.policy.reference, run.policy.model)
+        if run.data is not None:
+            return self._offline_step(step)
         with distributed.full_params(run.module):  # FSDP: sample from whole weights, without collectives
             batch = collect_batch(step, run.config, run.policy, run.sampler, run.workers)
         started = time.perf_counter()
         rows = preference_pairs(batch.rewards, run.config.train.group_size)
-        stats = update_dpo(run, select(batch.rollouts, rows), batch.loss_mask[rows])
+        stats = update_dpo(run, select(batch.rollouts, rows), batch.loss_mask[rows], run.config.sampling.temperature)
         return batch, {**stats, "dpo/pairs": len(rows) // 2, "time/update": time.perf_counter() - started}
+
+    def _offline_step(self, step: int) -> tuple[Batch, dict[str, float]]:
+        run, t = self.run, self.run.config.train
+        rows = run.data.batch(step, run.config.data.batch_size, t.seed, distributed.rank(), distributed.world())
+        pairs = encode(run.policy.tokenizer, rows, run.device)
+        started = time.perf_counter()
+        pairs.ref_logprobs = batch_logprobs(run.policy.reference, pairs, t.micro_batch_size, 1.0, t.bucket_by_length)
+        stats = update_dpo(run, pairs, pairs.completion_mask, 1.0)
+        return demonstrations_batch(pairs), {**stats, "dpo/pairs": len(rows) // 2,
+                                             "time/update": time.perf_counter() - started}
 
     def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
         """A refreshed reference is saved with the run (a fixed one is the base model)."""
@@ -89,16 +109,17 @@ def refresh_reference(reference, policy) -> None:
         ref.copy_(param.full_tensor() if isinstance(param, DTensor) else param)
 
 
-def update_dpo(run, pairs: Rollouts, loss_mask: torch.Tensor) -> dict[str, float]:
-    """The DPO update over ``pairs`` (chosen and rejected rows alternating):
+def update_dpo(run, pairs: Rollouts, loss_mask: torch.Tensor, temperature: float) -> dict[str, float]:
+    """The DPO update over ``pairs`` (chosen and rejected rows alternating, their
+    reference log-probs at ``temperature`` in ``pairs.ref_logprobs``):
     :func:`accumulate_and_step` with each pair kept in one micro-batch, then one
     scheduler step. Statistics are per pair: the implicit rewards, their margin
     and accuracy, the log-probs (``dpo/...``)."""
-    config, d, t = run.config, run.config.dpo, run.config.train
+    d, t = run.config.dpo, run.config.train
     ref_logps = (pairs.ref_logprobs * loss_mask).sum(1)
 
     def loss_fn(mb, mask):
-        logprobs = run.module(*mb.inputs, config.sampling.temperature, False)[0]
+        logprobs = run.module(*mb.inputs, temperature, False)[0]
         logps, ref = (logprobs * mask).sum(1), mb.take(ref_logps)
         loss, stats = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], beta=d.beta, kind=d.loss)
         if d.nll_coef:

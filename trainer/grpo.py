@@ -21,6 +21,7 @@ from thinkgym.trainer import distributed
 from thinkgym.trainer.advantages import group_advantages
 from thinkgym.trainer.collect import Batch, TaskSampler, collect_batch
 from thinkgym.trainer.config import Config
+from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.models.policy import Policy
 from thinkgym.trainer.policy_update import update_policy
 
@@ -32,7 +33,7 @@ def collect_grpo_batch(step: int, config: Config, policy: Policy, sampler: TaskS
     return batch
 
 
-class GRPO:
+class GRPO(HeldOutAccuracy):
     """The objective for :func:`thinkgym.trainer.run.train`; ``run`` is its :class:`~thinkgym.trainer.run.Run`."""
 
     def __init__(self, run):

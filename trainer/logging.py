@@ -48,10 +48,12 @@ class RunLogger:
                 self.samples_file.write(json.dumps({"step": step, **sample}) + "\n")
             self.samples_file.flush()
         accuracy = [v for k, v in metrics.items() if k.startswith("accuracy/")]
-        self.bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
-                             acc=f"{sum(accuracy) / max(len(accuracy), 1):.2f}",
-                             len=f"{metrics['length/mean']:.0f}", kl=f"{metrics.get('approx_kl', 0.0):.4f}",
-                             s=f"{metrics['time/step']:.1f}")
+        postfix = {"reward": f"{metrics['reward/mean']:.3f}" if "reward/mean" in metrics else None,  # sampled
+                   "acc": f"{sum(accuracy) / len(accuracy):.2f}" if accuracy else None,
+                   "loss": f"{metrics['loss']:.3f}" if "loss" in metrics else None,
+                   "len": f"{metrics['length/mean']:.0f}", "kl": f"{metrics.get('approx_kl', 0.0):.4f}",
+                   "s": f"{metrics['time/step']:.1f}"}
+        self.bar.set_postfix({k: v for k, v in postfix.items() if v is not None})
         self.bar.update(1)
 
     def close(self) -> None:
@@ -76,8 +78,9 @@ class RunLogger:
                   ("completion length", ["length/mean", "length/max"]),
                   ("KL to the reference", ["kl_ref"]),
                   ("entropy", ["entropy"]),
-                  ("clipped tokens", ["clip_frac_low", "clip_frac_high"])]
-        figure, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+                  ("clipped tokens", ["clip_frac_low", "clip_frac_high"]),
+                  ("loss", ["loss"])]
+        figure, axes = plt.subplots(2, 4, figsize=(17, 6.5))
         for axis, (title, names) in zip(axes.flat, panels):
             for key in names:
                 values = [r.get(key) for r in rows]
@@ -86,7 +89,8 @@ class RunLogger:
                 title += " (none: beta = 0)"
             axis.set_title(title)
             axis.set_xlabel("step")
-            axis.legend(fontsize=7)
+            if axis.lines:
+                axis.legend(fontsize=7)
         figure.tight_layout()
         path = self.out / "curves.png"
         figure.savefig(path, dpi=100)

@@ -39,18 +39,16 @@ from thinkgym.trainer.advantages import gae, whiten
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.collect import Batch, collect_batch
+from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.engines.rollouts import Rollouts
 from thinkgym.trainer.losses import explained_variance, kl_penalty, value_loss
-from thinkgym.trainer.models.critic import (
-    VALUE_HEAD, Critic, attach_value_head, init_value_head, load_critic, load_value_head, shared_critic,
-    split_shared_head)
-from thinkgym.trainer.models.policy import DTYPES
+from thinkgym.trainer.models.critic import VALUE_HEAD, Critic, load_critic, save_value_head, shared_critic, split_shared_head
 from thinkgym.trainer.policy_update import update_policy
 
 CRITIC_FOLDER = "critic"  # inside a checkpoint
 
 
-class PPO:
+class PPO(HeldOutAccuracy):
     """The objective for :func:`thinkgym.trainer.run.train`; ``run`` is its
     :class:`~thinkgym.trainer.run.Run`. Sets up a separate critic (resumed with
     the run), or, with ``critic.shared_trunk``, uses the value head that
@@ -90,28 +88,9 @@ class PPO:
         optimizer state is the policy's."""
         if self.critic is None:
             head = split_shared_head(self.run.policy.model, policy_weights)[1]
-            return {}, lambda folder: save_shared_head(head, folder)
+            return {}, lambda folder: save_value_head(head, folder / CRITIC_FOLDER)
         weights, optimizer_state = ckpt.gather_state(self.critic.critic, self.critic.optimizer)
         return {"critic_optimizer": optimizer_state}, lambda folder: save_critic(self.critic, weights, folder)
-
-
-def attach_shared_head(policy, checkpoint: Path | None, config, device: str) -> None:
-    """Put a value head on ``policy``'s decoder (``critic.shared_trunk``): the
-    checkpoint's when resuming, else a new one drawn from ``train.seed``."""
-    hidden = policy.get_output_embeddings().weight.shape[1]
-    with torch.random.fork_rng():  # building the module draws numbers; the run's must depend on its seed only
-        head = torch.nn.Linear(hidden, 1, dtype=DTYPES[config.model.dtype])
-    if checkpoint:
-        load_value_head(head, checkpoint / CRITIC_FOLDER / VALUE_HEAD)
-    else:
-        init_value_head(head, config.train.seed)
-    attach_value_head(policy, head.to(device))
-
-
-def save_shared_head(weights: dict, folder: Path) -> None:
-    """Write a shared value head into a checkpoint folder being staged."""
-    (folder / CRITIC_FOLDER).mkdir()
-    torch.save(weights, folder / CRITIC_FOLDER / VALUE_HEAD)
 
 
 @dataclass
@@ -202,3 +181,8 @@ def save_critic(run: CriticRun, weights: dict | None, folder: Path) -> None:
     """Write the critic into a checkpoint folder being staged."""
     (folder / CRITIC_FOLDER).mkdir()
     run.critic.save(folder / CRITIC_FOLDER, weights)
+
+
+def saved_shared_head(checkpoint: Path | None) -> Path | None:
+    """Where ``checkpoint`` keeps the value head on the policy's trunk (``critic.shared_trunk``)."""
+    return checkpoint / CRITIC_FOLDER / VALUE_HEAD if checkpoint else None

@@ -26,16 +26,19 @@ from thinkgym.trainer import checkpoint as ckpt, distributed
 from thinkgym.trainer.accumulate import make_optimizer
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
-from thinkgym.trainer.config import Config
+from thinkgym.trainer.config import Config, offline
+from thinkgym.trainer.data import Dataset, load_preferences, load_sft
 from thinkgym.trainer.engines import make_engine
-from thinkgym.trainer.evaluation.samples import sample_and_score
 from thinkgym.trainer.dpo import DPO
 from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
-from thinkgym.trainer.models.critic import split_shared_head
+from thinkgym.trainer.models.critic import attach_shared_head, split_shared_head
 from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
 from thinkgym.trainer.plan import check_processes
-from thinkgym.trainer.ppo import PPO, attach_shared_head
+from thinkgym.trainer.ppo import PPO, saved_shared_head
+from thinkgym.trainer.rejection_sampling import RejectionSampling
+from thinkgym.trainer.reward_model import ModelReward, RewardModelObjective, saved_head
+from thinkgym.trainer.sft import SFT
 from thinkgym.trainer.typed_config import ConfigError
 
 
@@ -46,6 +49,11 @@ class Objective(Protocol):
         """Collect a batch and train on it. Returns the batch (its metrics and
         samples are logged) and the update's statistics, ``time/update`` among them."""
 
+    def evaluate(self, progress: bool) -> dict[str, float]:
+        """The held-out score before and after training (rank 0 alone calls it):
+        accuracy on the envs' held-out tasks (:func:`held_out_accuracy`), or the
+        objective's own (the reward model's pairwise accuracy)."""
+
     def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
         """Called on every rank when the run checkpoints (it may gather shards),
         with the policy's gathered weights (None where it holds whole tensors):
@@ -53,7 +61,9 @@ class Objective(Protocol):
         files into the checkpoint folder (called on rank 0), or None."""
 
 
-OBJECTIVES: dict[str, Callable[["Run"], Objective]] = {"grpo": GRPO, "ppo": PPO, "dpo": DPO}
+OBJECTIVES: dict[str, Callable[["Run"], Objective]] = {
+    "grpo": GRPO, "ppo": PPO, "dpo": DPO, "sft": SFT, "rejection_sampling": RejectionSampling,
+    "reward_model": RewardModelObjective}
 """``algorithm.objective`` -> the objective's class, constructed with the :class:`Run`."""
 
 
@@ -67,6 +77,9 @@ class Run:
     base_path: str  # the base model's folder (built-in names resolved)
     checkpoint: Path | None  # the checkpoint this run resumes from
     sampler: TaskSampler
+    eval_envs: list  # the held-out envs
+    data: Dataset | None  # the offline objectives' rows (data.path)
+    eval_data: Dataset | None  # the reward model's held-out pairs (data.eval_path)
     workers: int | None  # scoring processes (None: one per core)
     policy: Policy
     module: torch.nn.Module  # the policy's training forward, parallel-wrapped (:func:`distributed.wrap`)
@@ -98,19 +111,14 @@ def make_envs(config: Config, held_out: bool) -> list:
     return envs
 
 
-def held_out_accuracy(run: Run, eval_envs, progress: bool = True) -> dict[str, float]:
-    """Accuracy (:meth:`TextEnv.is_correct`) of one sample of the policy per held-out
-    task (the first ``output.eval_tasks`` of each eval env). Rank 0 alone calls it."""
-    run.policy.model.eval()
-    result = {}
-    for env in eval_envs:
-        base = env.unwrapped
-        name = base.spec.id if base.spec else "env"
-        tasks = [base.tasks[i] for i in range(min(run.config.output.eval_tasks, len(base.tasks)))]
-        samples = sample_and_score(run.policy.engine, env, tasks, 1, run.config.sampling, workers=run.workers,
-                                   desc=f"held-out {name}", progress=progress)
-        result[name] = sum(samples.correct(base)) / len(tasks)
-    return result
+def load_data(config: Config) -> tuple[Dataset | None, Dataset | None]:
+    """The checked rows of ``data.path`` and ``data.eval_path``, each None when unset
+    or when the objective samples its own data."""
+    d = config.data
+    if not offline(config):
+        return None, None
+    train = load_sft(d.path) if config.algorithm.resolve().objective == "sft" else load_preferences(d.path)
+    return train, load_preferences(d.eval_path) if d.eval_path else None
 
 
 def warn_if_sandbox_weakened(envs, log) -> None:
@@ -124,23 +132,33 @@ def warn_if_sandbox_weakened(envs, log) -> None:
             log(f"WARNING: {warning}")
 
 
-def setup_run(config: Config, envs, eval_envs, resume: bool, log: Callable[[str], None]) -> Run:
-    """Load the models and build everything a step needs; on resume, restore the
-    policy's optimizer, schedule and RNGs from the latest checkpoint."""
+def setup_run(config: Config, envs, eval_envs, data: tuple[Dataset | None, Dataset | None], resume: bool,
+              log: Callable[[str], None]) -> Run:
+    """Load the models and build everything a step needs (``data``: the checked
+    rows of ``data.path`` and ``data.eval_path``, rendered here with the model's tokenizer); on resume,
+    restore the policy's optimizer, schedule and RNGs from the latest checkpoint."""
     t, out = config.train, Path(config.output.dir)
     device, algo = resolve_device(t.device), config.algorithm.resolve()
     set_cpu_threads(t.cpu_threads)
     random.seed(t.seed), np.random.seed(t.seed), torch.manual_seed(t.seed + distributed.rank())
     excluded = {prompt_key(e.unwrapped.prompt_of(e.unwrapped.tasks[i]))
                 for e in eval_envs for i in range(min(config.output.eval_tasks, len(e.unwrapped.tasks)))}
-    sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded)
+    reward_models = [[ModelReward(rm.model, rm.weight, rm.name, config.model.dtype, device, t.micro_batch_size)
+                      for rm in spec.reward_models] for spec in config.envs]
+    sampler = TaskSampler(envs, [e.weight for e in config.envs], t.seed, excluded, reward_models)
     base_path = resolve_model(config.model.path, log) if distributed.is_main() else None
     base_path = distributed.gather(base_path)[0]  # rank 0 builds the tiny model once
     latest = ckpt.latest_checkpoint(out) if resume else None
     model, tokenizer = load_policy(config.model, base_path, latest, device)
-    if algo.uses_critic and config.critic.shared_trunk:  # before the policy is wrapped and its optimizer made
-        attach_shared_head(model, latest, config, device)
+    # A value head on the policy's trunk goes on before the policy is wrapped and its optimizer made.
+    if algo.uses_critic and config.critic.shared_trunk:
+        attach_shared_head(model, saved_shared_head(latest), config.model.dtype, t.seed, device)
+    if algo.objective == "reward_model":
+        attach_shared_head(model, saved_head(latest), config.model.dtype, t.seed, device)
     reference = load_reference(config.model, base_path, model, device) if algo.uses_reference else None
+    for dataset in data:
+        if dataset is not None:
+            dataset.render(tokenizer)
     module = distributed.wrap(model, device, t.strategy)
     engine = make_engine(config.sampling.engine, model, tokenizer)
     if config.sampling.tis_cap and not engine.reports_logprobs:
@@ -149,7 +167,7 @@ def setup_run(config: Config, envs, eval_envs, resume: bool, log: Callable[[str]
     log(f"rollout engine: {type(engine).__name__} (sampling.engine {config.sampling.engine})")
     optimizer = make_optimizer(model, t.lr, t.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
-    return Run(config, algo, device, base_path, latest, sampler, t.score_workers or None,
+    return Run(config, algo, device, base_path, latest, sampler, eval_envs, *data, t.score_workers or None,
                Policy(model, tokenizer, engine, reference), module, optimizer, scheduler,
                torch.Generator().manual_seed(t.seed + distributed.rank()))
 
@@ -190,9 +208,14 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     check_processes(config, distributed.world())
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     check_model(config.model.path)
-    if config.critic.path and config.algorithm.resolve().uses_critic:
-        check_model(config.critic.path)
+    algo = config.algorithm.resolve()
+    for path in ([config.critic.path] if algo.uses_critic else []) + [rm.model for e in config.envs for rm in
+                                                                      e.reward_models] + \
+            ([config.rejection.teacher] if algo.objective == "rejection_sampling" else []):
+        if path:
+            check_model(path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
+    data = load_data(config)
     extraction = [getattr(env.unwrapped, "answer_extraction", None) for env in envs]  # recorded in the summary
     if main:
         warn_if_sandbox_weakened(envs, log)
@@ -200,7 +223,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
             log("answer extraction: " + ", ".join(f"{s.id} {m}" for s, m in zip(config.envs, extraction) if m))
         ckpt.prepare_run_dir(out, dataclasses.asdict(config), resume)
     distributed.barrier()
-    run = setup_run(config, envs, eval_envs, resume, log)
+    run = setup_run(config, envs, eval_envs, data, resume, log)
     objective = OBJECTIVES[run.algo.objective](run)
     if run.checkpoint:
         step, before = resume_state(run)
@@ -209,7 +232,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         step, before = 0, None
         with distributed.full_params(run.module):  # under FSDP every rank gathers the weights rank 0 evaluates
             if main:
-                before = held_out_accuracy(run, eval_envs, progress)
+                before = objective.evaluate(progress)
                 log(f"held-out accuracy before training: {_fmt(before)}")
     distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
@@ -224,7 +247,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         if step % config.output.checkpoint_every == 0 or step == t.steps:
             save(run, objective, step, before)
     with distributed.full_params(run.module):
-        after = held_out_accuracy(run, eval_envs, progress) if main else None
+        after = objective.evaluate(progress) if main else None
     processes = distributed.world()
     distributed.close()
     if not main:

@@ -86,3 +86,27 @@ def sample_and_score(engine: RolloutEngine, env, tasks: Sequence[dict], n: int, 
             bar.set_postfix({"tok/s": f"{tokens / max(generating, 1e-9):.1f}"}, refresh=False)
             bar.update(len(texts) // n - bar.n)
     return Samples(list(tasks), n, texts, scored, torch.cat(lengths), torch.cat(truncated))
+
+
+def held_out_accuracy(run, progress: bool = True) -> dict[str, float]:
+    """Accuracy (:meth:`TextEnv.is_correct`) of one sample of the policy per held-out
+    task (the first ``output.eval_tasks`` of each of ``run.eval_envs``), ``run``
+    a :class:`~thinkgym.trainer.run.Run`. Rank 0 alone calls it."""
+    run.policy.model.eval()
+    result = {}
+    for env in run.eval_envs:
+        base = env.unwrapped
+        name = base.spec.id if base.spec else "env"
+        tasks = [base.tasks[i] for i in range(min(run.config.output.eval_tasks, len(base.tasks)))]
+        samples = sample_and_score(run.policy.engine, env, tasks, 1, run.config.sampling, workers=run.workers,
+                                   desc=f"held-out {name}", progress=progress)
+        result[name] = sum(samples.correct(base)) / len(tasks)
+    return result
+
+
+class HeldOutAccuracy:
+    """For an objective (with a ``run``) whose held-out score is the policy's
+    accuracy on the envs' held-out tasks: every one but the reward model's."""
+
+    def evaluate(self, progress: bool) -> dict[str, float]:
+        return held_out_accuracy(self.run, progress)

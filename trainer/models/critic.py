@@ -52,8 +52,8 @@ class Critic(torch.nn.Module):
             weights = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         trunk = {k.removeprefix("trunk."): v for k, v in weights.items() if k.startswith("trunk.")}
         self.trunk.save_pretrained(folder, state_dict=trunk)
-        torch.save({k.removeprefix("value_head."): v for k, v in weights.items() if k.startswith("value_head.")},
-                   folder / VALUE_HEAD)
+        save_value_head({k.removeprefix("value_head."): v for k, v in weights.items()
+                         if k.startswith("value_head.")}, folder)
 
 
 def load_critic(path: str, dtype: str = "float32", device: str = "cpu", seed: int = 0) -> Critic:
@@ -114,6 +114,25 @@ def shared_critic(policy) -> Critic:
     """A :class:`Critic` made of the policy's decoder and its shared head (the same
     modules, not copies), to value rollouts outside the training forward."""
     return Critic(policy.get_decoder(), shared_value_head(policy))
+
+
+def attach_shared_head(policy, saved: Path | None, dtype: str, seed: int, device: str) -> None:
+    """Put a value head on ``policy``'s decoder (:func:`attach_value_head`): the
+    one in ``saved`` (a ``value_head.pt``) when resuming, else a new one drawn from ``seed``."""
+    hidden = policy.get_output_embeddings().weight.shape[1]
+    with torch.random.fork_rng():  # building the module draws numbers; the run's must depend on its seed only
+        head = torch.nn.Linear(hidden, 1, dtype=DTYPES[dtype])
+    if saved:
+        load_value_head(head, saved)
+    else:
+        init_value_head(head, seed)
+    attach_value_head(policy, head.to(device))
+
+
+def save_value_head(weights: dict, folder: Path) -> None:
+    """Write a value head's weights as ``folder/value_head.pt`` (``folder`` made if needed)."""
+    folder.mkdir(exist_ok=True)
+    torch.save(weights, folder / VALUE_HEAD)
 
 
 def split_shared_head(policy, weights: dict | None) -> tuple[dict | None, dict]:

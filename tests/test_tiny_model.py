@@ -18,7 +18,7 @@ from thinkgym.trainer.models import tiny as tiny_model
 from thinkgym.trainer.checkpoint import rng_state
 from thinkgym.trainer.models.tiny import (
     CACHE_NAME, EVAL_SEED, HELD_OUT_TASKS, TINY_ENV, build_tiny_model, held_out_questions, make_env,
-    pretraining_examples, tiny_model_path, worked_solution)
+    pretraining_rows, tiny_model_path, worked_solution)
 from thinkgym.trainer.models.tiny_tokenizer import ALPHABET, TAGS, build_tokenizer
 
 MICRO_STEPS = 2
@@ -94,10 +94,9 @@ def test_worked_solution_rejects_other_questions():
 
 
 def test_pretraining_never_sees_a_held_out_question():
-    tokenizer = build_tokenizer()
     held_out = held_out_questions()
     assert len(held_out) > 0.9 * HELD_OUT_TASKS  # the question space is large enough for few repeats
-    prompts = {tokenizer.decode(prompt) for prompt, _ in pretraining_examples(tokenizer, 3000)}
+    prompts = {row["prompt"] for row in pretraining_rows(3000)}
     assert prompts and not prompts & held_out
 
 

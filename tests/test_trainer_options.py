@@ -158,3 +158,14 @@ def test_a_weakened_sandbox_is_announced_only_for_envs_that_run_code(monkeypatch
     assert lines == []
     warn_if_sandbox_weakened([thinkgym.make("thinkgym/Code-v0", source="humaneval")], lines.append)
     assert lines == ["WARNING: sandbox isolation is 'rlimits', weaker than 'namespaces'"]
+
+
+def test_learning_rate_schedules_warm_up_then_hold_or_decay_to_zero():
+    from thinkgym.trainer.accumulate import lr_factor
+
+    assert [lr_factor(s, 3, 10, "constant") for s in (0, 1, 2, 3, 9)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [lr_factor(s, 0, 4, "linear") for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert lr_factor(0, 0, 4, "cosine") == 1.0 and lr_factor(2, 0, 4, "cosine") == pytest.approx(0.5)
+    assert lr_factor(4, 0, 4, "cosine") == pytest.approx(0.0)
+    with pytest.raises(Exception, match="lr_schedule"):
+        load_config(None, ["train.lr_schedule=step"])

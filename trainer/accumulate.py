@@ -11,6 +11,7 @@ micro-batch size, the bucketing or the number of ranks.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import torch
@@ -88,6 +89,18 @@ def accumulate_and_step(module, optimizer, rollouts: Rollouts, loss_mask: torch.
             optimizer.step()
             steps += 1
     return {**{k: v / steps for k, v in totals.items()}, "tokens/computed": computed, "tokens/full_width": full}
+
+
+def lr_factor(step: int, warmup: int, steps: int, schedule: str) -> float:
+    """The learning rate's multiplier at (0-based) ``step`` of ``steps``: a linear
+    warmup to 1 over ``warmup`` steps, then ``constant``, or decayed to 0 at the
+    end, ``linear`` or ``cosine``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: str) -> torch.optim.AdamW:

@@ -150,7 +150,8 @@ class TrainConfig:
     micro_batch_size: int = 32  # completions per forward/backward (gradient accumulation)
     bucket_by_length: bool = True  # micro-batches of rows of similar length, trimmed of all-padding columns
     lr: float = 1e-4
-    warmup_steps: int = 10
+    warmup_steps: int = 10  # the lr rises linearly over these steps
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # after warmup: kept, or decayed to 0 at the last step
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0

@@ -14,7 +14,7 @@ from gymnasium.envs.registration import load_env_creator
 import thinkgym.envs.registry
 from thinkgym.envs import TextEnv
 from thinkgym.envs.tasks import FORMATS
-from thinkgym.trainer.config import Config
+from thinkgym.trainer.config import Config, offline, rows_per_step
 from thinkgym.trainer.models.builtin import check_model
 from thinkgym.trainer.typed_config import ConfigError
 
@@ -23,31 +23,54 @@ def describe_plan(config: Config, processes: int = 1) -> str:
     """What a run on ``processes`` data-parallel processes would do, without
     loading the model: for ``--dry-run``, after :func:`check_run`."""
     algo, t, s = config.algorithm.resolve(), config.train, config.sampling
-    completions = t.prompts_per_step * t.group_size
+    rows, what = rows_per_step(config, algo.objective)
+    from_data = offline(config)
     lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
-             f"processes    {processes}" + (f" ({t.strategy}, {t.prompts_per_step // processes} prompts each)"
-                                            if processes > 1 else ""),
+             f"processes    {processes}" + (f" ({t.strategy}, {rows // processes} rows each)" if processes > 1 else ""),
              "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
-                                       for e in config.envs),
-             f"batch        {t.prompts_per_step} prompts x G={t.group_size} = {completions} completions per step, "
+                                       for e in config.envs) + _envs_role(algo.objective, from_data),
+             *([f"data         {config.data.path}" + (f", held-out pairs {config.data.eval_path}"
+                                                        if config.data.eval_path else "")] if from_data else []),
+             f"batch        {what} = {rows} {'rows' if from_data else 'completions'} per step, "
              f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}"
              f"{' (bucketed by length)' if t.bucket_by_length else ''}, mu={t.epochs_per_batch}",
              f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}, "
-             f"engine {s.engine}",
-             _dpo_line(config) if algo.objective == "dpo" else
-             f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items() if k != "paper"),
-             f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
+             f"engine {s.engine}" + (" (held-out accuracy)" if from_data else ""),
+             _objective_line(config, algo),
+             f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, then {t.lr_schedule}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              *([_critic_line(config)] if algo.uses_critic else []),
              f"steps        {t.steps}, checkpoint every {config.output.checkpoint_every} to {config.output.dir}",
-             f"tokens/step  <= {completions * s.max_new_tokens} generated (+ prompts), trained {t.epochs_per_batch}x"]
+             "tokens/step  " + (f"{rows} rows from the file" if from_data else
+                                 f"<= {rows * s.max_new_tokens} generated (+ prompts)") + f", trained {t.epochs_per_batch}x"]
     return "\n".join(lines)
+
+
+def _envs_role(objective: str, from_data: bool) -> str:
+    if objective == "reward_model":
+        return " (unused: the held-out score is the pairwise accuracy on data.eval_path)"
+    return " (held-out accuracy only)" if from_data else ""
+
+
+def _objective_line(config: Config, algo) -> str:
+    r = config.rejection
+    if algo.objective == "dpo":
+        return _dpo_line(config)
+    if algo.objective == "sft":
+        return "algorithm    sft: mean NLL of the completion tokens"
+    if algo.objective == "reward_model":
+        return f"algorithm    reward_model: Bradley-Terry, margin {config.reward_model.margin}, value head on the decoder"
+    if algo.objective == "rejection_sampling":
+        return (f"algorithm    rejection_sampling: sampled by {r.teacher or 'the policy'}, kept if reward >= {r.min_reward}"
+                + (f", top {r.top_k} per prompt" if r.top_k else "") + ", SFT loss on the kept")
+    return f"algorithm    {config.algorithm.preset}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(algo).items()
+                                                             if k != "paper")
 
 
 def _dpo_line(config: Config) -> str:
     d = config.dpo
     reference = f"refreshed every {d.reference_refresh} steps" if d.reference_refresh else "fixed"
-    return (f"algorithm    dpo: loss {d.loss}, beta {d.beta}, nll_coef {d.nll_coef}, reference {reference}; "
-            f"pairs: each group's best and worst completion (groups of equal rewards resampled)")
+    pairs = "from the file" if config.data.path else "each group's best and worst completion (groups of equal rewards resampled)"
+    return f"algorithm    dpo: loss {d.loss}, beta {d.beta}, nll_coef {d.nll_coef}, reference {reference}; pairs: {pairs}"
 
 
 def _critic_line(config: Config) -> str:
@@ -65,16 +88,32 @@ def check_run(config: Config, processes: int = 1) -> None:
     held-out), and a local data file exists."""
     check_processes(config, processes)
     check_model(config.model.path)
-    if config.critic.path and config.algorithm.resolve().uses_critic:
-        check_model(config.critic.path)
+    for path in model_paths(config):
+        check_model(path)
+    for key in ("path", "eval_path"):
+        path = getattr(config.data, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"data.{key}: dataset file not found: {path}")
     for i, spec in enumerate(config.envs):
         for kwargs in (spec.kwargs, {**spec.kwargs, **spec.eval_kwargs}):
             check_env_options(f"envs[{i}]", spec.id, kwargs)
 
 
+def model_paths(config: Config) -> list[str]:
+    """The checkpoints a run loads besides its policy: a critic, an env's reward
+    models, a rejection-sampling teacher."""
+    algo = config.algorithm.resolve()
+    return ([config.critic.path] if algo.uses_critic and config.critic.path else []) + \
+        [rm.model for e in config.envs for rm in e.reward_models] + \
+        ([config.rejection.teacher] if algo.objective == "rejection_sampling" and config.rejection.teacher else [])
+
+
 def check_processes(config: Config, processes: int) -> None:
-    """The step's prompts and mini-batches split evenly over ``processes``."""
+    """The step's prompts (or rows) and mini-batches split evenly over ``processes``."""
     t = config.train
+    if offline(config) and config.data.batch_size % processes:
+        raise ConfigError(f"data.batch_size ({config.data.batch_size}) must divide by the number of processes "
+                          f"({processes})")
     if t.prompts_per_step % processes or t.mini_batch_size % processes:
         raise ConfigError(f"train.prompts_per_step ({t.prompts_per_step}) and train.mini_batch_size "
                           f"({t.mini_batch_size}) must divide by the number of processes ({processes})")

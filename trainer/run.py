@@ -23,7 +23,7 @@ import torch
 
 import thinkgym
 from thinkgym.trainer import checkpoint as ckpt, distributed
-from thinkgym.trainer.accumulate import make_optimizer
+from thinkgym.trainer.accumulate import lr_factor, make_optimizer
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
 from thinkgym.trainer.config import Config, offline
@@ -34,7 +34,7 @@ from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
 from thinkgym.trainer.models.critic import attach_shared_head, split_shared_head
 from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
-from thinkgym.trainer.plan import check_processes
+from thinkgym.trainer.plan import check_processes, model_paths
 from thinkgym.trainer.ppo import PPO, saved_shared_head
 from thinkgym.trainer.rejection_sampling import RejectionSampling
 from thinkgym.trainer.reward_model import ModelReward, RewardModelObjective, saved_head
@@ -166,7 +166,8 @@ def setup_run(config: Config, envs, eval_envs, data: tuple[Dataset | None, Datas
                           f"{config.sampling.engine} runs {type(engine).__name__} for this model")
     log(f"rollout engine: {type(engine).__name__} (sampling.engine {config.sampling.engine})")
     optimizer = make_optimizer(model, t.lr, t.weight_decay, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (t.warmup_steps + 1)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps,
+                                                                                 t.lr_schedule))
     return Run(config, algo, device, base_path, latest, sampler, eval_envs, *data, t.score_workers or None,
                Policy(model, tokenizer, engine, reference), module, optimizer, scheduler,
                torch.Generator().manual_seed(t.seed + distributed.rank()))
@@ -207,13 +208,8 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     main = distributed.is_main()
     check_processes(config, distributed.world())
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
-    check_model(config.model.path)
-    algo = config.algorithm.resolve()
-    for path in ([config.critic.path] if algo.uses_critic else []) + [rm.model for e in config.envs for rm in
-                                                                      e.reward_models] + \
-            ([config.rejection.teacher] if algo.objective == "rejection_sampling" else []):
-        if path:
-            check_model(path)
+    for path in [config.model.path, *model_paths(config)]:
+        check_model(path)
     envs, eval_envs = make_envs(config, held_out=False), make_envs(config, held_out=True)
     data = load_data(config)
     extraction = [getattr(env.unwrapped, "answer_extraction", None) for env in envs]  # recorded in the summary

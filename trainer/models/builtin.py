@@ -52,7 +52,7 @@ BUILTIN_MODELS = {m.name: m for m in (
         about="0.65M-parameter Llama, character-level tokenizer, pretrained on worked arithmetic "
               "(the default run's model)",
         source="built here by thinkgym.trainer.models.tiny (about 2 minutes on 2 CPU cores)",
-        folder="tiny-v2",
+        folder="tiny-v3",
         builder="thinkgym.trainer.models.tiny:build_tiny_model"),
     BuiltinModel(
         name="smollm2-135m-instruct",

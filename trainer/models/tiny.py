@@ -3,16 +3,17 @@
 The default ``thinkgym train`` run needs a policy that runs on a laptop CPU with
 no downloads, and that RL can visibly improve. This module builds one: a
 0.65M-parameter Llama with a character-level tokenizer
-(:mod:`thinkgym.trainer.models.tiny_tokenizer`), trained by next-token prediction on
+(:mod:`thinkgym.trainer.models.tiny_tokenizer`), fine-tuned from random weights
+by the SFT objective (a ``thinkgym train`` run, :func:`pretraining_config`) on
 synthetic R1-Zero-style traces for :data:`TINY_ENV`::
 
     Compute 57 + 68.<think>57+68: 7+8=15, 5+6+1=12</think><answer>125</answer></s>
 
-Training stops early on purpose: the model has learnt the format and, mostly,
-the column method, but its next-token distributions are still broad, so sampled
-at temperature 1 it is right about a quarter of the time (25% on 200 held-out
-tasks) while its greedy answer is right more than half the time (58%). That gap
-is what GRPO closes by sharpening the policy.
+Its traces are imperfect on purpose (:data:`ANSWER_NOISE`): the model learns the
+format and the column method, but its answers stay uncertain, so sampled at
+temperature 1 it is right about a quarter of the time (27.5% on 200 held-out
+tasks) while its greedy answer is mostly right (85%). That gap is what GRPO
+closes by sharpening the policy.
 
 The result is a standard Hugging Face checkpoint (``config.json``,
 ``model.safetensors``, ``generation_config.json``, tokenizer files) that
@@ -31,16 +32,19 @@ import json
 import os
 import random
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 import thinkgym
-from thinkgym.trainer.checkpoint import rng_state, set_rng_state
+from thinkgym.trainer.checkpoint import STATE_FILE
 from thinkgym.trainer.models.builtin import BUILTIN_MODELS, cached_model
 from thinkgym.trainer.models.tiny_tasks import EVAL_SEED, HELD_OUT_TASKS, PRETRAIN_SEED, TINY_ENV
 from thinkgym.trainer.models.tiny_tokenizer import build_tokenizer
@@ -140,79 +144,31 @@ def held_out_questions() -> set[str]:
     return {env.tasks[i]["question"] for i in range(HELD_OUT_TASKS)}
 
 
-def pretraining_examples(tokenizer: PreTrainedTokenizerFast, count: int) -> list[tuple[list[int], list[int]]]:
-    """``count`` (prompt ids, completion ids + EOS) pairs from the ``PRETRAIN_SEED``
-    tasks, in task order, skipping held-out questions."""
+def pretraining_rows(count: int) -> list[dict[str, str]]:
+    """``count`` demonstrations (``prompt``, ``completion``: a worked solution,
+    its answer noisy) from the ``PRETRAIN_SEED`` tasks in task order, skipping
+    held-out questions."""
     env, excluded = make_env(PRETRAIN_SEED), held_out_questions()
     rng = random.Random(PRETRAIN_SEED)
-    examples, i = [], 0
-    while len(examples) < count:
+    rows, i = [], 0
+    while len(rows) < count:
         task = env.tasks[i]
         i += 1
         if task["question"] in excluded:
             continue
-        prompt = tokenizer.encode(env.prompt_of(task))
         answer = noisy_answer(int(task["answer"]), rng)
-        completion = tokenizer.encode(worked_solution(task["question"], answer)) + [tokenizer.eos_token_id]
-        examples.append((prompt, completion))
-    return examples
-
-
-def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``(input_ids, attention_mask, labels)``; labels are -100 on
-    prompt and padding, so the loss is on completions (and their EOS) only."""
-    length = max(len(p) + len(c) for p, c in examples)
-    input_ids = torch.full((len(examples), length), pad_id)
-    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
-    labels = torch.full((len(examples), length), -100)
-    for row, (prompt, completion) in enumerate(examples):
-        n, m = len(prompt), len(completion)
-        input_ids[row, : n + m] = torch.tensor(prompt + completion)
-        attention_mask[row, : n + m] = 1
-        labels[row, n : n + m] = torch.tensor(completion)
-    return input_ids, attention_mask, labels
-
-
-def learning_rate(step: int, steps: int) -> float:
-    """Linear warmup over ``WARMUP_STEPS``, then linear decay to a tenth at the last step."""
-    if step < WARMUP_STEPS:
-        return LEARNING_RATE * (step + 1) / WARMUP_STEPS
-    progress = (step - WARMUP_STEPS) / max(1, steps - WARMUP_STEPS)
-    return LEARNING_RATE * (1 - 0.9 * progress)
+        rows.append({"prompt": env.prompt_of(task), "completion": worked_solution(task["question"], answer)})
+    return rows
 
 
 def new_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
-    """A randomly initialised Llama (:data:`MODEL_CONFIG`) sized to ``tokenizer``."""
+    """A randomly initialised Llama (:data:`MODEL_CONFIG`) sized to ``tokenizer``;
+    the global torch RNG is left as it was."""
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **MODEL_CONFIG)
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
-
-
-def pretrain(model: LlamaForCausalLM, examples: list, pad_id: int, steps: int, seed: int) -> None:
-    """``steps`` AdamW steps of next-token loss over ``examples`` in a seeded
-    shuffled order; a progress bar on stderr shows the loss, tokens/s and the time left."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
-    model.train()
-    tokens, started = 0, time.perf_counter()
-    with tqdm(total=steps, desc="building the tiny model", unit="step", dynamic_ncols=True) as bar:
-        for step in range(steps):
-            batch = [examples[order[(step * BATCH_SIZE + k) % len(order)]] for k in range(BATCH_SIZE)]
-            input_ids, attention_mask, labels = collate(batch, pad_id)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, steps)
-            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            tokens += int(attention_mask.sum())
-            bar.set_postfix({"loss": f"{loss.item():.3f}", "tok/s": f"{tokens / (time.perf_counter() - started):.0f}"},
-                            refresh=False)
-            bar.update()
-    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
 
 
 def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
@@ -227,38 +183,64 @@ def save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: P
     config_file.write_text(json.dumps(config, indent=2) + "\n")
 
 
+def pretraining_config(model: Path, data: Path, out: Path, seed: int, steps: int, threads: int) -> dict:
+    """The ``thinkgym train`` config that pretrains the tiny model: the SFT
+    objective on :func:`pretraining_rows`, evaluated on the held-out tasks."""
+    env = {k: v for k, v in TINY_ENV.items() if k != "id"}
+    return {
+        "model": {"path": str(model)},
+        "envs": [{"id": TINY_ENV["id"], "kwargs": {**env, "seed": PRETRAIN_SEED}, "eval_kwargs": {"seed": EVAL_SEED}}],
+        "algorithm": {"objective": "sft"},
+        "data": {"path": str(data), "batch_size": BATCH_SIZE},
+        "train": {"steps": steps, "mini_batch_size": BATCH_SIZE, "micro_batch_size": BATCH_SIZE, "lr": LEARNING_RATE,
+                  "warmup_steps": WARMUP_STEPS, "lr_schedule": "linear", "weight_decay": 0.01, "seed": seed,
+                  "device": "cpu", "cpu_threads": threads, "score_workers": 1},
+        "output": {"dir": str(out), "checkpoint_every": steps, "samples_every": steps},
+    }
+
+
+# Variables torchrun sets: the build is a run of its own, never a rank of the caller's group.
+_LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                       "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, steps: int = STEPS,
                      log: Callable[[str], None] = print) -> Path:
     """Build the tiny model into ``out_dir`` (created if needed) and return it.
 
-    Deterministic given ``seed`` and ``steps``; the default build takes about two
-    minutes on two idle CPU cores. Tests pass a few ``steps`` for a quick micro build.
-    The build leaves the caller's global state as it found it: torch's thread
-    count and determinism flag, and the Python, NumPy and torch random states
-    (so a run seeded before the model is built samples alike on a cold and a
-    warm cache).
+    The build is a ``thinkgym train`` run of the SFT objective (in a process of
+    its own, with its progress bar on stderr) from a randomly initialised model,
+    whose final weights and tokenizer are copied out. Deterministic given
+    ``seed``, ``steps`` and the machine's torch; the default build takes about
+    two minutes on two CPU cores. Tests pass a few ``steps`` for a quick micro
+    build. The caller's process state (threads, random states) is untouched.
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    threads, rng = torch.get_num_threads(), rng_state()
-    torch.set_num_threads(min(threads, os.cpu_count() or 1))
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="thinkgym-tiny-build-") as tmp:
+        tmp = Path(tmp)
         tokenizer = build_tokenizer()
-        examples = pretraining_examples(tokenizer, steps * BATCH_SIZE)
-        model = new_model(tokenizer, seed)
-        pretrain(model, examples, tokenizer.pad_token_id, steps, seed)
+        save(new_model(tokenizer, seed), tokenizer, tmp / "init")
+        data = tmp / "pretraining.jsonl"
+        data.write_text("".join(json.dumps(row) + "\n" for row in pretraining_rows(steps * BATCH_SIZE)))
+        config = tmp / "pretrain.yaml"
+        threads = min(torch.get_num_threads(), os.cpu_count() or 1)
+        config.write_text(json.dumps(pretraining_config(tmp / "init", data, tmp / "run", seed, steps, threads)))
+        environment = {k: v for k, v in os.environ.items()
+                       if k not in _LAUNCHER_VARIABLES and not k.startswith("TORCHELASTIC_")}
+        done = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--config", str(config)],
+                              env=environment, stdout=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"building the tiny model failed (exit code {done.returncode}):\n{done.stdout[-2000:]}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        save(model, tokenizer, out_dir)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-        set_rng_state(rng)
-    log(f"built the tiny model in {out_dir} in {time.perf_counter() - started:.0f} s")
+        for file in (tmp / "run" / "checkpoint").iterdir():
+            if file.name != STATE_FILE:
+                shutil.copy2(file, out_dir / file.name)
+    accuracy = [line for line in done.stdout.splitlines() if line.startswith("held-out accuracy:")]
+    log(f"built the tiny model in {out_dir} in {time.perf_counter() - started:.0f} s ({''.join(accuracy)})")
     return out_dir
 
 
 def tiny_model_path(*, steps: int = STEPS, log: Callable[[str], None] = print) -> Path:
-    """The tiny model's folder, ``<cache_root()>/models/tiny-v2``, built on first use."""
+    """The tiny model's folder, ``<cache_root()>/models/tiny-v3``, built on first use."""
     return cached_model(CACHE_NAME, lambda folder: build_tiny_model(folder, steps=steps, log=log), log)

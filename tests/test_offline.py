@@ -14,6 +14,7 @@ import yaml
 
 import thinkgym
 from thinkgym.envs import Reward, TextEnv, make_generator
+from thinkgym.rewards.math_answer import math_reward
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.data import DataError, Example, encode, load_preferences, load_sft, render
 from thinkgym.trainer.models.policy import load_model
@@ -331,3 +332,23 @@ def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path
     assert losses(killed) == losses(whole)
     summaries = [json.loads((out / "summary.json").read_text()) for out in (whole, killed)]
     assert summaries[0]["after"] == summaries[1]["after"]
+
+
+def test_the_shipped_datasets_load_and_never_show_a_held_out_question():
+    from pathlib import Path
+
+    from thinkgym.trainer.models.tiny import held_out_questions
+
+    data = Path(__file__).parents[1] / "data"
+    sft = load_sft(str(data / "tiny_sft.jsonl"))
+    pairs, held_out_pairs = (load_preferences(str(data / f"tiny_preferences{s}.jsonl")) for s in ("", "_eval"))
+    assert min(len(sft), len(pairs), len(held_out_pairs)) > 200
+    prompts = [{row[0] for row in d.rows} for d in (sft, pairs, held_out_pairs)]
+    assert not (prompts[0] | prompts[1] | prompts[2]) & held_out_questions()
+    assert not prompts[2] & (prompts[0] | prompts[1])  # the reward model's held-out pairs are unseen
+
+    def right(prompt, completion):  # "Compute a + b." scored by the env's accuracy reward
+        return math_reward(completion, str(eval(prompt.removeprefix("Compute ").rstrip(".")))) == 1.0
+
+    assert all(right(p, c) for p, c in sft.rows[:100])
+    assert all(right(p, c) and not right(p, r) for p, c, r in pairs.rows[:100])

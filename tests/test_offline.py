@@ -4,9 +4,6 @@ and its use as a reward. Datasets are checked row by row; losses against values
 worked by hand; each objective trains on the micro model and resumes after SIGKILL."""
 
 import json
-import os
-import signal
-import time
 
 import pytest
 import torch
@@ -25,7 +22,7 @@ from thinkgym.trainer.run import train
 from thinkgym.trainer.sft import sft_loss
 from thinkgym.trainer.typed_config import ConfigError
 
-from test_trainer import ENV_KWARGS, run_cli
+from test_trainer import ENV_KWARGS, kill_then_resume, run_cli
 
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
                  "{% if add_generation_prompt %}<assistant>{% endif %}")
@@ -310,19 +307,7 @@ def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path
     whole = tmp_path / "whole"
     assert run_cli("--config", config("a.yaml", whole)).wait(300) == 0
     killed = tmp_path / "killed"
-    path = config("b.yaml", killed)
-    process = run_cli("--config", path)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill once step 2's checkpoint is on disk
-        state = killed / "checkpoint" / "trainer_state.pt"
-        if state.is_file() and torch.load(state, weights_only=False)["step"] >= 2:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 2 <= torch.load(killed / "checkpoint" / "trainer_state.pt", weights_only=False)["step"] < 5
-    resumed = run_cli("--config", path, "--resume")
-    assert resumed.wait(300) == 0, resumed.stderr.read()
+    kill_then_resume(config("b.yaml", killed), killed, 5)
 
     def losses(out):
         return [(row["step"], {k: v for k, v in row.items() if k.startswith(("sft/", "rm/", "dpo/", "rejection/"))})

@@ -135,6 +135,23 @@ def run_cli(*args, **kwargs):
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def kill_then_resume(config, out, steps: int) -> None:
+    """Run ``config``, SIGKILL it once step 2's checkpoint is on disk (before step
+    ``steps``, its last), then resume it to the end."""
+    process = run_cli("--config", config)
+    deadline = time.monotonic() + 300
+    state = out / "checkpoint" / "trainer_state.pt"
+    while time.monotonic() < deadline:
+        if state.is_file() and torch.load(state, weights_only=False)["step"] >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 2 <= torch.load(state, weights_only=False)["step"] < steps
+    resumed = run_cli("--config", config, "--resume")
+    assert resumed.wait(300) == 0, resumed.stderr.read()
+
+
 def samples_by_step(out):
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     return [(r["step"], r["task_id"], r["completion"]) for r in rows]
@@ -146,20 +163,7 @@ def test_sigkill_then_resume_continues_as_if_uninterrupted(micro_model, tmp_path
     assert run_cli("--config", write_config(tmp_path / "a.yaml", micro_model, whole, preset, steps=5)).wait(300) == 0
 
     killed = tmp_path / "killed"
-    config = write_config(tmp_path / "b.yaml", micro_model, killed, preset, steps=5)
-    process = run_cli("--config", config)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill once step 2's checkpoint is on disk
-        state = killed / "checkpoint" / "trainer_state.pt"
-        if state.is_file() and torch.load(state, weights_only=False)["step"] >= 2:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    step = torch.load(killed / "checkpoint" / "trainer_state.pt", weights_only=False)["step"]
-    assert 2 <= step < 5
-    resumed = run_cli("--config", config, "--resume")
-    assert resumed.wait(300) == 0, resumed.stderr.read()
+    kill_then_resume(write_config(tmp_path / "b.yaml", micro_model, killed, preset, steps=5), killed, 5)
     assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
     assert samples_by_step(killed) == samples_by_step(whole)  # same tasks, same sampled completions
 

@@ -51,7 +51,7 @@ class RunLogger:
         postfix = {"reward": f"{metrics['reward/mean']:.3f}" if "reward/mean" in metrics else None,  # sampled
                    "acc": f"{sum(accuracy) / len(accuracy):.2f}" if accuracy else None,
                    "loss": f"{metrics['loss']:.3f}" if "loss" in metrics else None,
-                   "len": f"{metrics['length/mean']:.0f}", "kl": f"{metrics.get('approx_kl', 0.0):.4f}",
+                   "len": f"{metrics['length/mean']:.0f}", "kl": f"{metrics['approx_kl']:.4f}" if "approx_kl" in metrics else None,
                    "s": f"{metrics['time/step']:.1f}"}
         self.bar.set_postfix({k: v for k, v in postfix.items() if v is not None})
         self.bar.update(1)

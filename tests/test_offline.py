@@ -4,6 +4,8 @@ and its use as a reward. Datasets are checked row by row; losses against values
 worked by hand; each objective trains on the micro model and resumes after SIGKILL."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -337,3 +339,24 @@ def test_the_shipped_datasets_load_and_never_show_a_held_out_question():
 
     assert all(right(p, c) for p, c in sft.rows[:100])
     assert all(right(p, c) and not right(p, r) for p, c, r in pairs.rows[:100])
+
+
+@pytest.mark.parametrize("strategy,objective", [("fsdp", "sft"), ("fsdp", "reward_model"),  # a head in the root group
+                                                ("fsdp", "dpo"), ("ddp", "rejection_sampling")])
+def test_nproc_2_trains(micro_model, tmp_path, strategy, objective):
+    data = write_jsonl(tmp_path / "d.jsonl", sft_rows(8) if objective == "sft" else preference_rows(8))
+    out = tmp_path / "run"
+    raw = yaml.safe_load(open(offline_config(tmp_path / "c.yaml", micro_model, out, objective, data, steps=2,
+                                             eval_data=data if objective == "reward_model" else None)))
+    if objective == "rejection_sampling":
+        raw.update(data={}, rejection={"min_reward": 0.0, "top_k": 2})
+        raw["train"].update(prompts_per_step=2, group_size=4, mini_batch_size=4, micro_batch_size=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    done = subprocess.run([sys.executable, "-m", "thinkgym", "train", "--nproc", "2", "--set",
+                           f"train.strategy={strategy}", "--config", str(tmp_path / "c.yaml")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [row["step"] for row in metrics(out)] == [1, 2]
+    assert json.loads((out / "summary.json").read_text())["processes"] == 2
+    if objective == "reward_model":
+        assert (out / "checkpoint" / "value_head.pt").is_file()

@@ -177,7 +177,7 @@ def full_params(module: torch.nn.Module):
     """Within: every parameter of ``module`` whole on every rank, if FSDP sharded
     it (else a no-op). All ranks enter together (each shard group is all-gathered
     once), and inside, the model runs without collectives: ranks may sample
-    different numbers of tokens, and rank 0 may evaluate alone. Rollout engines
+    different numbers of tokens. Rollout engines
     see full tensors. On exit each rank drops the gathered copies (no collective)."""
     if world() == 1:  # nothing is sharded
         yield

@@ -26,7 +26,8 @@ def describe_plan(config: Config, processes: int = 1) -> str:
     rows, what = rows_per_step(config, algo.objective)
     from_data = offline(config)
     lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
-             f"processes    {processes}" + (f" ({t.strategy}, {rows // processes} rows each)" if processes > 1 else ""),
+             f"processes    {processes}" + (f" ({t.strategy}, {rows // processes if from_data else t.prompts_per_step // processes} "
+                                            f"{'rows' if from_data else 'prompts'} each)" if processes > 1 else ""),
              "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
                                        for e in config.envs) + _envs_role(algo.objective, from_data),
              *([f"data         {config.data.path}" + (f", held-out pairs {config.data.eval_path}"

@@ -50,7 +50,7 @@ class Objective(Protocol):
         samples are logged) and the update's statistics, ``time/update`` among them."""
 
     def evaluate(self, progress: bool) -> dict[str, float]:
-        """The held-out score before and after training (rank 0 alone calls it):
+        """The held-out score before and after training (every rank calls it, rank 0 reports it):
         accuracy on the envs' held-out tasks (:func:`held_out_accuracy`), or the
         objective's own (the reward model's pairwise accuracy)."""
 
@@ -226,9 +226,12 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         log(f"resumed {out} at step {step}")
     else:
         step, before = 0, None
-        with distributed.full_params(run.module):  # under FSDP every rank gathers the weights rank 0 evaluates
+        # Every rank evaluates, rank 0 reports: had rank 0 run the layers alone, FSDP2's record of the
+        # forward order (its backward prefetch) would differ between ranks, and an objective whose
+        # first update follows no sampling (SFT) would hang in its first backward.
+        with distributed.full_params(run.module):
+            before = objective.evaluate(progress and main)
             if main:
-                before = objective.evaluate(progress)
                 log(f"held-out accuracy before training: {_fmt(before)}")
     distributed.barrier()
     from thinkgym.trainer.logging import RunLogger
@@ -243,7 +246,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
         if step % config.output.checkpoint_every == 0 or step == t.steps:
             save(run, objective, step, before)
     with distributed.full_params(run.module):
-        after = objective.evaluate(progress) if main else None
+        after = objective.evaluate(progress and main)
     processes = distributed.world()
     distributed.close()
     if not main:

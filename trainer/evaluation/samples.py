@@ -91,7 +91,7 @@ def sample_and_score(engine: RolloutEngine, env, tasks: Sequence[dict], n: int, 
 def held_out_accuracy(run, progress: bool = True) -> dict[str, float]:
     """Accuracy (:meth:`TextEnv.is_correct`) of one sample of the policy per held-out
     task (the first ``output.eval_tasks`` of each of ``run.eval_envs``), ``run``
-    a :class:`~thinkgym.trainer.run.Run`. Rank 0 alone calls it."""
+    a :class:`~thinkgym.trainer.run.Run`, on every rank."""
     run.policy.model.eval()
     result = {}
     for env in run.eval_envs:

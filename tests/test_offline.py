@@ -168,6 +168,8 @@ def test_offline_config_errors_name_the_key(tmp_path):
             (["algorithm.objective=sft", f"data.path={data}", "data.batch_size=3", "train.mini_batch_size=2",
               "train.micro_batch_size=2"], r"mini_batch_size \(2\) must divide data.batch_size \(3\)"),
             (["algorithm.objective=rejection_sampling", "rejection.top_k=-1"], "rejection.top_k must be >= 0"),
+            (["algorithm.objective=reward_model", f"data.path={data}", f"data.eval_path={data}", "model.lora_rank=4"],
+             "set model.lora_rank to 0"),
             (["envs=[{id: thinkgym/Math-v0, reward_models: [{model: x, weight: 0}]}]"], r"reward_models\[0\]")):
         with pytest.raises(ConfigError, match=message):
             load_config(None, overrides)

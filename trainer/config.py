@@ -237,6 +237,9 @@ def check(c: Config) -> None:
         raise ConfigError(f"train.micro_batch_size and train.mini_batch_size must be even under {algo.objective}: "
                           "a pair's two completions go together")
     check_offline(c, algo.objective)
+    if algo.objective == "reward_model" and c.model.lora_rank:
+        raise ConfigError("algorithm.objective reward_model trains the whole model (its checkpoint is what an env "
+                          "loads as a reward): set model.lora_rank to 0")
     if algo.objective == "rejection_sampling" and c.rejection.top_k < 0:
         raise ConfigError(f"rejection.top_k must be >= 0, got {c.rejection.top_k}")
     if not 0 < t.lr < 1:

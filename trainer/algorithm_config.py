@@ -19,10 +19,10 @@ KL_KINDS = ("k1", "k2", "k3")
 """KL estimators of :func:`~thinkgym.trainer.losses.kl_penalty`."""
 OVERLONG = (None, "soft_penalty", "mask_truncated")
 LOSS_NAMES = ("ppo_clip", "cispo")
+"""Policy losses of :data:`~thinkgym.trainer.losses.LOSSES` (a test keeps the two equal)."""
 OBJECTIVES = ("grpo", "ppo", "dpo", "sft", "rejection_sampling", "reward_model")
 """The training objectives, one module each under trainer/ (``grpo.py``, ``ppo.py``, ``dpo.py``, ``sft.py``,
 ``rejection_sampling.py``, ``reward_model.py``)."""
-"""Policy losses of :data:`~thinkgym.trainer.losses.LOSSES` (a test keeps the two equal)."""
 
 
 @dataclass(frozen=True)

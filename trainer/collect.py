@@ -150,8 +150,9 @@ def _sample_and_score(name: str, env, reward_models: list, tasks: list[dict], co
     tally.time["score_wait"] += time.perf_counter() - start
     tally.time["score"] += seconds
     start = time.perf_counter()
+    task_prompts = [base.prompt_of(task) for task in repeated] if reward_models else []
     for model in reward_models:
-        for s, value in zip(scored, model.score([base.prompt_of(task) for task in repeated], rollouts.texts).tolist()):
+        for s, value in zip(scored, model.score(task_prompts, rollouts.texts).tolist()):
             s.rewards[model.name] = value
             s.reward += model.weight * value
     tally.time["reward_models"] += time.perf_counter() - start

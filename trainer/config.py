@@ -208,7 +208,7 @@ def check(c: Config) -> None:
     algo = c.algorithm.resolve()
     if t.group_size < (1 if algo.objective in ("ppo", "rejection_sampling") else 2):
         raise ConfigError(f"train.group_size must be >= 2 (advantages compare completions of a prompt), got "
-                          f"{t.group_size}; PPO (algorithm.preset ppo: a critic's values) takes any group size")
+                          f"{t.group_size}; PPO (a critic's values) and rejection sampling take any group size")
     if c.critic.lr is not None and not 0 < c.critic.lr < 1:
         raise ConfigError(f"critic.lr must be in (0, 1), got {c.critic.lr}")
     if c.critic.warmup_steps < 0:

@@ -33,12 +33,11 @@ import torch
 from thinkgym.trainer import distributed
 from thinkgym.trainer.accumulate import accumulate_and_step
 from thinkgym.trainer.collect import Batch, batch_logprobs, collect_batch
-from thinkgym.trainer.data import encode
-from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.engines.rollouts import Rollouts, select
+from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.losses import dpo_loss
 from thinkgym.trainer.models.policy import load_model
-from thinkgym.trainer.sft import demonstrations_batch
+from thinkgym.trainer.sft import demonstrations_batch, file_batch
 
 REFERENCE_FOLDER = "reference"  # inside a checkpoint, when the reference is refreshed
 
@@ -68,12 +67,11 @@ class DPO(HeldOutAccuracy):
 
     def _offline_step(self, step: int) -> tuple[Batch, dict[str, float]]:
         run, t = self.run, self.run.config.train
-        rows = run.data.batch(step, run.config.data.batch_size, t.seed, distributed.rank(), distributed.world())
-        pairs = encode(run.policy.tokenizer, rows, run.device)
+        pairs = file_batch(run, step)
         started = time.perf_counter()
         pairs.ref_logprobs = batch_logprobs(run.policy.reference, pairs, t.micro_batch_size, 1.0, t.bucket_by_length)
         stats = update_dpo(run, pairs, pairs.completion_mask, 1.0)
-        return demonstrations_batch(pairs), {**stats, "dpo/pairs": len(rows) // 2,
+        return demonstrations_batch(pairs), {**stats, "dpo/pairs": len(pairs.texts) // 2,
                                              "time/update": time.perf_counter() - started}
 
     def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:

@@ -88,8 +88,7 @@ def check_run(config: Config, processes: int = 1) -> None:
     checkpoint or a built-in name that can be built; each env id exists and takes its options (training and
     held-out), and a local data file exists."""
     check_processes(config, processes)
-    check_model(config.model.path)
-    for path in model_paths(config):
+    for path in [config.model.path, *model_paths(config)]:
         check_model(path)
     for key in ("path", "eval_path"):
         path = getattr(config.data, key)

@@ -39,8 +39,8 @@ from thinkgym.trainer.advantages import gae, whiten
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
 from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.collect import Batch, collect_batch
-from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.engines.rollouts import Rollouts
+from thinkgym.trainer.evaluation.samples import HeldOutAccuracy
 from thinkgym.trainer.losses import explained_variance, kl_penalty, value_loss
 from thinkgym.trainer.models.critic import VALUE_HEAD, Critic, load_critic, save_value_head, shared_critic, split_shared_head
 from thinkgym.trainer.policy_update import update_policy

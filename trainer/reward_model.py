@@ -24,15 +24,15 @@ from typing import Callable
 
 import torch
 
-from thinkgym.trainer import distributed
 from thinkgym.trainer.accumulate import accumulate_and_step
 from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.collect import Batch
-from thinkgym.trainer.data import Dataset, encode, render
+from thinkgym.trainer.data import Dataset, Example, encode, render
 from thinkgym.trainer.losses import bradley_terry_loss
 from thinkgym.trainer.models.builtin import ModelLoadError, check_model_path
 from thinkgym.trainer.models.critic import VALUE_HEAD, load_critic, save_value_head, shared_critic, split_shared_head
-from thinkgym.trainer.sft import demonstrations_batch
+from thinkgym.trainer.models.policy import load_tokenizer
+from thinkgym.trainer.sft import demonstrations_batch, file_batch
 
 
 class RewardModelObjective:
@@ -45,9 +45,7 @@ class RewardModelObjective:
 
     def step(self, step: int) -> tuple[Batch, dict[str, float]]:
         run, margin = self.run, self.run.config.reward_model.margin
-        rows = run.data.batch(step, run.config.data.batch_size, run.config.train.seed, distributed.rank(),
-                              distributed.world())
-        pairs = encode(run.policy.tokenizer, rows, run.device)
+        pairs = file_batch(run, step)
         started = time.perf_counter()
         t = run.config.train
 
@@ -90,11 +88,16 @@ def final_values(values: torch.Tensor, completion_mask: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
+def example_rewards(critic, tokenizer, examples: list[Example], device: str, micro: int) -> torch.Tensor:
+    """``[N]`` rewards ``r(x, y)`` of ``examples`` by ``critic``, in micro-batches of ``micro`` rows."""
+    critic.eval()
+    rollouts = encode(tokenizer, examples, device)
+    return final_values(per_token(rollouts, micro, True, lambda inputs: critic(*inputs)), rollouts.completion_mask)
+
+
 def pair_rewards(critic, tokenizer, pairs: Dataset, device: str, micro: int) -> torch.Tensor:
     """``[2P]`` rewards of every pair's chosen and rejected completions, alternating."""
-    critic.eval()
-    rollouts = encode(tokenizer, [e for row in pairs.rows for e in row], device)
-    return final_values(per_token(rollouts, micro, True, lambda inputs: critic(*inputs)), rollouts.completion_mask)
+    return example_rewards(critic, tokenizer, [e for row in pairs.rows for e in row], device, micro)
 
 
 class ModelReward:
@@ -102,23 +105,16 @@ class ModelReward:
     entry): ``score(prompts, completions)`` in batches of ``micro`` rows."""
 
     def __init__(self, path: str, weight: float, name: str, dtype: str, device: str, micro: int):
-        from transformers import AutoTokenizer
-
         if not (check_model_path(path) / VALUE_HEAD).is_file():
             raise ModelLoadError(f"{path} is not a reward model: it has no {VALUE_HEAD} "
                                  "(train one with algorithm.objective: reward_model)")
-        self.critic = load_critic(path, dtype, device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.critic = load_critic(path, dtype, device)
+        self.tokenizer = load_tokenizer(path)
         self.weight, self.name, self.device, self.micro = weight, name, device, micro
 
-    @torch.no_grad()
     def score(self, prompts: list, completions: list[str]) -> torch.Tensor:
         """``[N]`` rewards of ``completions`` to ``prompts`` (each a string, or the
         chat messages an env opens with, rendered by this model's chat template)."""
         examples = [render(p, c if isinstance(p, str) else [{"role": "assistant", "content": c}], self.tokenizer)
                     for p, c in zip(prompts, completions)]
-        rollouts = encode(self.tokenizer, examples, self.device)
-        values = per_token(rollouts, self.micro, True, lambda inputs: self.critic(*inputs))
-        return final_values(values, rollouts.completion_mask).cpu()
+        return example_rewards(self.critic, self.tokenizer, examples, self.device, self.micro).cpu()

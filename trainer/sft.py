@@ -34,15 +34,21 @@ class SFT(HeldOutAccuracy):
 
     def step(self, step: int) -> tuple[Batch, dict[str, float]]:
         run = self.run
-        rows = run.data.batch(step, run.config.data.batch_size, run.config.train.seed, distributed.rank(),
-                              distributed.world())
-        rollouts = encode(run.policy.tokenizer, rows, run.device)
+        rollouts = file_batch(run, step)
         started = time.perf_counter()
         stats = update_sft(run, rollouts, rollouts.completion_mask)
         return demonstrations_batch(rollouts), {**stats, "time/update": time.perf_counter() - started}
 
     def checkpoint(self, policy_weights: dict | None) -> tuple[dict, Callable[[Path], None] | None]:
         return {}, None
+
+
+def file_batch(run, step: int) -> Rollouts:
+    """This rank's share of step ``step``'s ``data.batch_size`` rows of ``run.data``,
+    encoded (a pair's two completions consecutive)."""
+    rows = run.data.batch(step, run.config.data.batch_size, run.config.train.seed, distributed.rank(),
+                          distributed.world())
+    return encode(run.policy.tokenizer, rows, run.device)
 
 
 def sft_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

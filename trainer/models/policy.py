@@ -29,17 +29,29 @@ class Policy:
 
 def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) from a local checkpoint dir or a hub name."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    local = check_model_path(path)
+    tokenizer = load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
+    return model.to(device), tokenizer
+
+
+def load_tokenizer(path: str):
+    """The tokenizer of a local checkpoint dir or a hub name, padding with EOS where it names no pad token."""
+    from transformers import AutoTokenizer
 
     local = check_model_path(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path)
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path, dtype=DTYPES[dtype])
     except OSError as exc:
         raise ModelLoadError(f"cannot load model {path!r}: {str(exc).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device), tokenizer
+    return tokenizer
 
 
 def load_policy(model_config: ModelConfig, base_path: str, checkpoint: Path | None, device: str):

@@ -29,6 +29,7 @@ from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
 from thinkgym.trainer.config import Config, offline
 from thinkgym.trainer.data import Dataset, load_preferences, load_sft
 from thinkgym.trainer.engines import make_engine
+from thinkgym.trainer.engines.vllm import VLLMEngine
 from thinkgym.trainer.dpo import DPO
 from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
@@ -159,8 +160,9 @@ def setup_run(config: Config, envs, eval_envs, data: tuple[Dataset | None, Datas
     for dataset in data:
         if dataset is not None:
             dataset.render(tokenizer)
+    # Before wrapping: the vllm engine loads the whole weights, which FSDP is about to shard.
+    engine = make_engine(config.sampling.engine, model, tokenizer, config.sampling, t.seed + distributed.rank())
     module = distributed.wrap(model, device, t.strategy)
-    engine = make_engine(config.sampling.engine, model, tokenizer)
     if config.sampling.tis_cap and not engine.reports_logprobs:
         raise ConfigError(f"sampling.tis_cap needs an engine that reports its log-probs; sampling.engine "
                           f"{config.sampling.engine} runs {type(engine).__name__} for this model")
@@ -223,6 +225,8 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     objective = OBJECTIVES[run.algo.objective](run)
     if run.checkpoint:
         step, before = resume_state(run)
+        if isinstance(run.policy.engine, VLLMEngine):
+            run.policy.engine.synced_step = step  # it started from the checkpoint's weights
         log(f"resumed {out} at step {step}")
     else:
         step, before = 0, None
@@ -238,8 +242,10 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
+        lag = rollout_lag(run, step)
         batch, stats = objective.step(step)
         step += 1
+        stats.update(lag, **sync_engine(run, step))
         metrics = step_metrics(batch, stats, run, time.perf_counter() - started)
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
@@ -247,6 +253,8 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
             save(run, objective, step, before)
     with distributed.full_params(run.module):
         after = objective.evaluate(progress and main)
+    if isinstance(run.policy.engine, VLLMEngine):
+        run.policy.engine.close()
     processes = distributed.world()
     distributed.close()
     if not main:
@@ -258,6 +266,27 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     log(f"held-out accuracy: before {_fmt(before)} -> after {_fmt(after)}")
     log(f"checkpoint: {summary['checkpoint']}\nmetrics: {summary['metrics']}\nplot: {summary['plot']}")
     return summary
+
+
+def rollout_lag(run: Run, step: int) -> dict[str, float]:
+    """``rollout/staleness``: how many optimizer steps the weights that sample
+    step ``step`` (0-based) lag behind the policy's; 0 for an engine that samples
+    from the policy's own weights."""
+    engine = run.policy.engine
+    return {"rollout/staleness": step - engine.synced_step} if isinstance(engine, VLLMEngine) else {}
+
+
+def sync_engine(run: Run, step: int) -> dict[str, float]:
+    """After optimizer step ``step``: the vllm engine loads the policy's weights,
+    when ``sampling.vllm.sync_every`` says so (every rank its own engine, from
+    whole weights under FSDP)."""
+    engine = run.policy.engine
+    if not isinstance(engine, VLLMEngine) or not engine.due(step):
+        return {}
+    started = time.perf_counter()
+    with distributed.full_params(run.module):
+        engine.load_weights(run.policy.model, step)
+    return {"time/weight_sync": time.perf_counter() - started}
 
 
 def step_metrics(batch: Batch, stats: dict[str, float], run: Run, step_time: float) -> dict[str, float]:

@@ -6,8 +6,9 @@ in place, each prompt encoded once for its n samples (prefix reuse), early exit
 of finished rows, stop strings checked on new tokens only, and a cheap exact
 sampler. It also returns the log-prob of each sampled token under the sampling
 distribution, which the trainer compares with its own (the mismatch metric and
-truncated importance sampling). An engine such as vLLM or SGLang fits the same
-one-method interface."""
+truncated importance sampling). ``vllm`` is vLLM in this process, its weights
+loaded in place after optimizer steps (``load_weights``); the other engines
+sample from the policy's own weights, so they have nothing to load."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from thinkgym.trainer.engines.hf import HFEngine
 from thinkgym.trainer.engines.rollouts import Rollouts
 from thinkgym.trainer.engines.static import StaticCacheEngine
+from thinkgym.trainer.engines.vllm import VLLMEngine
 from thinkgym.trainer.sampling import Sampling
 
 
@@ -28,17 +30,18 @@ class RolloutEngine(Protocol):
         """``len(prompts) * n`` completions, the n of each prompt consecutive."""
 
 
-ENGINES = {"hf": HFEngine, "static": StaticCacheEngine}
+ENGINES = {"hf": HFEngine, "static": StaticCacheEngine, "vllm": VLLMEngine}
 
 
 class EngineFallbackWarning(UserWarning):
     """``auto`` could not use the fast engine for a model."""
 
 
-def make_engine(name: str, model, tokenizer) -> RolloutEngine:
+def make_engine(name: str, model, tokenizer, sampling: Sampling | None = None, seed: int = 0) -> RolloutEngine:
     """The engine called ``name``. ``auto`` is ``static`` where it supports the
     model, else ``hf`` with an ``EngineFallbackWarning`` that names the reason:
-    for a family the static engine claims, a fallback is a defect to report."""
+    for a family the static engine claims, a fallback is a defect to report.
+    ``vllm`` takes ``sampling.vllm``'s options and ``seed``."""
     if name == "auto":
         problem = StaticCacheEngine.unsupported(model)
         if problem is None:
@@ -50,4 +53,6 @@ def make_engine(name: str, model, tokenizer) -> RolloutEngine:
                           f"(benchmarks/RESULTS.md), because the static engine {problem}"
                           + (" (a supported family: please report this with your transformers version)" if claimed else ""),
                           EngineFallbackWarning, stacklevel=2)
+    if name == "vllm":
+        return VLLMEngine(model, tokenizer, (sampling or Sampling()).vllm, seed)
     return ENGINES[name](model, tokenizer)

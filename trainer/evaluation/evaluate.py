@@ -54,6 +54,7 @@ from thinkgym.trainer.models.builtin import resolve_model
 from thinkgym.trainer.evaluation.passk import maj_at_k, pass_at_k
 from thinkgym.trainer.models.policy import load_model
 from thinkgym.trainer.engines import make_engine
+from thinkgym.trainer.engines.vllm import VLLMEngine
 
 GENERATOR_LIMIT = 100
 """Tasks evaluated by default on a procedural generator (``Math-v0`` without a
@@ -197,7 +198,7 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
     tasks = select_tasks(base, options.limit)
     model, tokenizer, path = load_checked(options, base, tasks, log)
     try:
-        engine = make_engine(options.sampling.engine, model, tokenizer)
+        engine = make_engine(options.sampling.engine, model, tokenizer, options.sampling, options.seed)
     except ValueError as exc:  # an engine that cannot run this model
         raise EvalError(str(exc).replace("sampling.engine", "--engine")) from None
     set_cpu_threads(options.threads)
@@ -206,6 +207,8 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
         f"{options.batch_size} sequences at a time, torch threads: {torch.get_num_threads()}")
     samples = sample_and_score(engine, env, tasks, n, options.sampling, batch_size=options.batch_size,
                                workers=options.workers, desc="eval")
+    if isinstance(engine, VLLMEngine):
+        engine.close()
 
     correct = samples.correct(base)
     extraction = env_extraction(base)

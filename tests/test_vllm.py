@@ -50,6 +50,15 @@ def test_a_missing_vllm_names_the_install_command(monkeypatch):
         make_engine("vllm", llama_with(["LlamaForCausalLM"]), tokenizer=None)
 
 
+def test_a_run_without_vllm_stops_before_its_directory_exists(monkeypatch, micro_model, tmp_path):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    out = tmp_path / "run"
+    config = load_config(vllm_config(tmp_path / "c.yaml", micro_model, out))
+    with pytest.raises(ConfigError, match="sampling.engine 'vllm' needs vLLM, which is not installed"):
+        train(config, progress=False, log=lambda line: None)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("version", ["0.31.2", "0.33.0", "1.0.0+cpu"])
 def test_a_vllm_outside_the_tested_range_is_refused(monkeypatch, version):
     fake_vllm(monkeypatch, version)

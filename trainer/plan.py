@@ -88,6 +88,7 @@ def check_run(config: Config, processes: int = 1) -> None:
     checkpoint or a built-in name that can be built; each env id exists and takes its options (training and
     held-out), and a local data file exists."""
     check_processes(config, processes)
+    check_engine(config)
     for path in [config.model.path, *model_paths(config)]:
         check_model(path)
     for key in ("path", "eval_path"):
@@ -106,6 +107,17 @@ def model_paths(config: Config) -> list[str]:
     return ([config.critic.path] if algo.uses_critic and config.critic.path else []) + \
         [rm.model for e in config.envs for rm in e.reward_models] + \
         ([config.rejection.teacher] if algo.objective == "rejection_sampling" and config.rejection.teacher else [])
+
+
+def check_engine(config: Config) -> None:
+    """``sampling.engine: vllm`` needs vLLM, at a tested version (the model's
+    architecture is checked once the model is loaded)."""
+    if config.sampling.engine == "vllm":
+        from thinkgym.trainer.engines.vllm import VLLMUnavailable, check_vllm
+        try:
+            check_vllm()
+        except VLLMUnavailable as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def check_processes(config: Config, processes: int) -> None:

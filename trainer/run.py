@@ -35,7 +35,7 @@ from thinkgym.trainer.grpo import GRPO
 from thinkgym.trainer.models.builtin import check_model, resolve_model
 from thinkgym.trainer.models.critic import attach_shared_head, split_shared_head
 from thinkgym.trainer.models.policy import Policy, load_policy, load_reference
-from thinkgym.trainer.plan import check_processes, model_paths
+from thinkgym.trainer.plan import check_engine, check_processes, model_paths
 from thinkgym.trainer.ppo import PPO, saved_shared_head
 from thinkgym.trainer.rejection_sampling import RejectionSampling
 from thinkgym.trainer.reward_model import ModelReward, RewardModelObjective, saved_head
@@ -209,6 +209,7 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     distributed.init(resolve_device(t.device))
     main = distributed.is_main()
     check_processes(config, distributed.world())
+    check_engine(config)
     # Bad input (model path, env options, dataset rows) fails before the run directory exists.
     for path in [config.model.path, *model_paths(config)]:
         check_model(path)

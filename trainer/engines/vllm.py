@@ -35,10 +35,10 @@ class VLLMUnavailable(ValueError):
     """vLLM is missing, outside the tested versions, or cannot run the model."""
 
 
-def check_vllm(model) -> None:
+def check_vllm(model=None) -> None:
     """Raise :class:`VLLMUnavailable` naming the problem, before any engine starts:
     vLLM not installed, its version outside ``TESTED_VERSIONS``, or ``model``'s
-    architecture not one vLLM implements."""
+    architecture (when given) not one vLLM implements."""
     try:
         import vllm
     except ImportError as exc:
@@ -49,6 +49,8 @@ def check_vllm(model) -> None:
         raise VLLMUnavailable(f"sampling.engine 'vllm': vLLM {vllm.__version__} is outside the tested range "
                               f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}; install a tested release: "
                               f"{INSTALL_HINT}")
+    if model is None:
+        return
     supported = set(vllm.ModelRegistry.get_supported_archs())
     archs = getattr(model.config, "architectures", None) or []
     if not any(a in supported for a in archs):

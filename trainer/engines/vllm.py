@@ -110,10 +110,9 @@ class VLLMEngine:
         for i, c in enumerate(samples):
             tokens[i, :len(c.token_ids)] = torch.tensor(c.token_ids)
             logprobs[i, :len(c.token_ids)] = torch.tensor([lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)])
-        device = self.device
-        rollouts = finish_rollouts(self.tokenizer, prompt_ids.repeat_interleave(n, 0).to(device),
-                                   prompt_mask.repeat_interleave(n, 0).to(device), tokens.to(device), sampling)
-        rollouts.rollout_logprobs = logprobs.to(device) * rollouts.completion_mask
+        rollouts = finish_rollouts(self.tokenizer, prompt_ids.repeat_interleave(n, 0).to(self.device),
+                                   prompt_mask.repeat_interleave(n, 0).to(self.device), tokens.to(self.device), sampling)
+        rollouts.rollout_logprobs = logprobs.to(self.device) * rollouts.completion_mask
         return rollouts
 
     def due(self, step: int) -> bool:

@@ -400,6 +400,7 @@ def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
         "",
         f"`python benchmarks/vs_trl.py{' --quick' if args.quick else ''}"
         f"{'' if args.models == 'tiny,qwen' else ' --models ' + args.models}"
+        f"{'' if args.sides == 'thinkgym,trl' else ' --sides ' + args.sides}"
         f"{'' if args.device == 'auto' else ' --device ' + args.device}"
         f"{'' if args.dtype == 'auto' else ' --dtype ' + args.dtype}` ({time.strftime('%Y-%m-%d')}, "
         f"{elapsed / 60:.0f} min): {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['gpu']}, "

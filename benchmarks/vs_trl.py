@@ -248,16 +248,7 @@ def run_trl(spec: dict) -> dict:
     model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=getattr(torch, spec["dtype"]))
 
     timing = {"generate_s": 0.0, "score_s": 0.0, "tokens": 0, "rewards": [], "truncated": 0}
-    generate = type(model).generate
-
-    def timed_generate(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return generate(self, *args, **kwargs)
-        finally:
-            timing["generate_s"] += time.perf_counter() - start
-
-    type(model).generate = timed_generate  # HF generate; with vLLM, the LLM's generate is timed once it exists
+    type(model).generate = _timed(type(model).generate, timing)  # with vLLM, the LLM's generate, once it exists
     math_reward = thinkgym.rewards.as_trl(thinkgym.rewards.math_reward)
 
     def accuracy(prompts=None, completions=None, completion_ids=None, **columns):

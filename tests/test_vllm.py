@@ -174,9 +174,9 @@ def test_greedy_equals_hf_and_log_probs_equal_the_trainers_before_and_after_an_u
 
         perturb(model)
         assert greedy_matches(engine, model, tokenizer) < len(PROMPTS)  # the engine still holds the old weights
-        engine.load_weights(model, step=1)
+        engine.load_weights(model)
         assert greedy_matches(engine, model, tokenizer) == len(PROMPTS)
-        assert engine.synced_step == 1
+        assert engine.lag == 0
         torch.manual_seed(1)
         assert logprob_gap(model, engine.generate(PROMPTS, 4, Sampling(max_new_tokens=16, temperature=0.7)), 0.7) < 5e-4
     finally:
@@ -189,7 +189,7 @@ def test_bfloat16_weights_update_in_place(micro_model):
     engine = make_engine("vllm", model, tokenizer, Sampling(), seed=0)
     try:
         perturb(model)
-        engine.load_weights(model, step=1)
+        engine.load_weights(model)
         torch.manual_seed(0)
         rollouts = engine.generate(PROMPTS, 4, Sampling(max_new_tokens=16))
         assert logprob_gap(model, rollouts) < 0.1  # bf16 kernels differ; a stale model would be off by far more
@@ -211,7 +211,7 @@ def test_lora_weights_reach_the_engine_merged_and_the_policy_is_untouched(micro_
             for name, param in peft_model.named_parameters():
                 if "lora_B" in name:  # adapters that have trained: B is no longer zero
                     param.normal_(0, 0.5)
-        engine.load_weights(peft_model, step=1)
+        engine.load_weights(peft_model)
         torch.manual_seed(0)
         rollouts = engine.generate(PROMPTS, 4, Sampling(max_new_tokens=16))
         assert logprob_gap(peft_model, rollouts) < 2e-4
@@ -228,7 +228,7 @@ def test_after_sleep_and_wake_up_the_engine_samples_the_new_weights(micro_model)
         engine.generate(PROMPTS, 2, Sampling(max_new_tokens=8))
         assert engine.asleep  # after each generate, while the policy trains
         perturb(model)
-        engine.load_weights(model, step=1)
+        engine.load_weights(model)
         assert not engine.asleep
         assert greedy_matches(engine, model, tokenizer) == len(PROMPTS)
     finally:

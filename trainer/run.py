@@ -226,8 +226,6 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     objective = OBJECTIVES[run.algo.objective](run)
     if run.checkpoint:
         step, before = resume_state(run)
-        if isinstance(run.policy.engine, VLLMEngine):
-            run.policy.engine.synced_step = step  # it started from the checkpoint's weights
         log(f"resumed {out} at step {step}")
     else:
         step, before = 0, None
@@ -243,10 +241,10 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
-        lag = rollout_lag(run, step)
+        lag = rollout_lag(run)
         batch, stats = objective.step(step)
         step += 1
-        stats.update(lag, **sync_engine(run, step))
+        stats.update(lag, **sync_engine(run))
         metrics = step_metrics(batch, stats, run, time.perf_counter() - started)
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
@@ -269,24 +267,23 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     return summary
 
 
-def rollout_lag(run: Run, step: int) -> dict[str, float]:
-    """``rollout/staleness``: how many optimizer steps the weights that sample
-    step ``step`` (0-based) lag behind the policy's; 0 for an engine that samples
-    from the policy's own weights."""
+def rollout_lag(run: Run) -> dict[str, float]:
+    """``rollout/staleness``: how many optimizer steps the weights about to
+    sample lag behind the policy's (only the vllm engine holds weights of its own)."""
     engine = run.policy.engine
-    return {"rollout/staleness": step - engine.synced_step} if isinstance(engine, VLLMEngine) else {}
+    return {"rollout/staleness": engine.lag} if isinstance(engine, VLLMEngine) else {}
 
 
-def sync_engine(run: Run, step: int) -> dict[str, float]:
-    """After optimizer step ``step``: the vllm engine loads the policy's weights,
-    when ``sampling.vllm.sync_every`` says so (every rank its own engine, from
-    whole weights under FSDP)."""
+def sync_engine(run: Run) -> dict[str, float]:
+    """After an optimizer step: the vllm engine loads the policy's weights when
+    ``sampling.vllm.sync_every`` says so (every rank its own engine, from whole
+    weights under FSDP). An engine made on resume starts from the checkpoint's weights, lag 0."""
     engine = run.policy.engine
-    if not isinstance(engine, VLLMEngine) or not engine.due(step):
+    if not isinstance(engine, VLLMEngine) or not engine.policy_stepped():
         return {}
     started = time.perf_counter()
     with distributed.full_params(run.module):
-        engine.load_weights(run.policy.model, step)
+        engine.load_weights(run.policy.model)
     return {"time/weight_sync": time.perf_counter() - started}
 
 

@@ -73,18 +73,18 @@ class VLLMEngine:
         self.options = options or VLLMOptions()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.on_gpu = self.device.type == "cuda"
+        on_gpu = self.device.type == "cuda"
+        self.asleep = False
+        self.lag = 0  # optimizer steps the engine's weights are behind the policy's
+        folder = model.config._name_or_path  # the folder the policy was loaded from: config and tokenizer
+        memory = {"gpu_memory_utilization": self.options.gpu_memory_utilization} if on_gpu else \
+            {"kv_cache_memory_bytes": int(self.options.cpu_kv_cache_gib * 2**30)}
         # Sleep mode frees GPU memory; on the CPU build, sleep pauses the scheduler and drops the
         # prefix cache but keeps its memory (vLLM refuses enable_sleep_mode there).
-        self.sleeps = self.options.sleep
-        self.asleep = False
-        folder = model.config._name_or_path  # the folder the policy was loaded from: config and tokenizer
-        memory = {"gpu_memory_utilization": self.options.gpu_memory_utilization} if self.on_gpu else \
-            {"kv_cache_memory_bytes": int(self.options.cpu_kv_cache_gib * 2**30)}
         self.llm = LLM(model=folder, tokenizer=folder, dtype=next(model.parameters()).dtype, seed=seed,
-                       max_model_len=self.options.max_model_len, enforce_eager=not self.on_gpu,
+                       max_model_len=self.options.max_model_len, enforce_eager=not on_gpu,
                        logprobs_mode="processed_logprobs", enable_prefix_caching=True,
-                       enable_sleep_mode=self.sleeps and self.on_gpu,
+                       enable_sleep_mode=self.options.sleep and on_gpu,
                        worker_extension_cls="thinkgym.trainer.engines.vllm_worker.WeightLoader", **memory)
         self.load_weights(model)  # the policy's own (a checkpoint's, LoRA merged), whatever the folder held
 
@@ -100,7 +100,7 @@ class VLLMEngine:
                                 stop_token_ids=[self.tokenizer.eos_token_id], include_stop_str_in_output=True,
                                 logprobs=0, seed=int(torch.randint(2**31 - 1, ()).item()))  # the trainer's RNG decides
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        if self.sleeps:  # free the KV cache and weights for the update (level 1 keeps a CPU copy of the weights)
+        if self.options.sleep:  # free the KV cache and weights for the update (level 1 keeps a CPU copy of the weights)
             self.llm.sleep(level=1)
             self.asleep = True
         samples = [c for o in outputs for c in sorted(o.outputs, key=lambda c: c.index)]
@@ -115,10 +115,11 @@ class VLLMEngine:
         rollouts.rollout_logprobs = logprobs.to(self.device) * rollouts.completion_mask
         return rollouts
 
-    def due(self, step: int) -> bool:
-        """Whether to load the policy's weights after optimizer step ``step``
-        (1-based): ``sync_every`` steps after the last load."""
-        return step - self.synced_step >= self.options.sync_every
+    def policy_stepped(self) -> bool:
+        """Count an optimizer step of the policy; True once ``sync_every`` of
+        them are not in the engine (time to :meth:`load_weights`)."""
+        self.lag += 1
+        return self.lag >= self.options.sync_every
 
     def _wake(self) -> None:
         """Undo the sleep that follows each ``generate`` under ``sleep: true``.
@@ -129,13 +130,13 @@ class VLLMEngine:
             self.asleep = False
 
     @torch.no_grad()
-    def load_weights(self, model, step: int = 0) -> None:
-        """Load ``model``'s weights, those of optimizer step ``step``, in place
-        (whole tensors: under FSDP, call it where they are gathered)."""
+    def load_weights(self, model) -> None:
+        """Load ``model``'s weights in place (whole tensors: under FSDP, call
+        it where they are gathered)."""
         self._wake()
         self.llm.collective_rpc("thinkgym_load_weights", args=(list(checkpoint_weights(model)),))
         self.llm.reset_prefix_cache()  # cached keys and values belong to the old weights
-        self.synced_step = step
+        self.lag = 0
 
     def close(self) -> None:
         """Stop vLLM, and the distributed state it set up in this process, while

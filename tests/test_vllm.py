@@ -302,6 +302,20 @@ def test_sync_every_k_steps_logs_the_staleness(micro_model, tmp_path):
 
 
 @needs_vllm
+def test_one_step_off_policy_samples_in_a_thread_from_the_previous_weights(micro_model, tmp_path):
+    out = tmp_path / "run"
+    path = vllm_config(tmp_path / "c.yaml", micro_model, out, steps=4, prompts_per_step=4, group_size=8,
+                       mini_batch_size=32, micro_batch_size=16, lr=3e-3)
+    config = load_config(path, ["train.off_policy_steps=1", "sampling.tis_cap=2.0", "envs=[{id: tests/Seven-v0}]",
+                                "sampling.max_new_tokens=8", "output.checkpoint_every=100"])
+    train(config, progress=False, log=lambda line: None)  # in this process: tests/Seven-v0 is registered here
+    metrics = rows(out)
+    assert [r["rollout/staleness"] for r in metrics] == [0, 1, 1, 1]
+    # On-policy the engine matches the trainer within 1e-3 (above); a step stale, the update shows.
+    assert metrics[0]["rollout_logprob_gap/max"] < 1e-3 < min(r["rollout_logprob_gap/max"] for r in metrics[1:])
+
+
+@needs_vllm
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_nproc_2_each_rank_samples_from_its_own_engine_with_the_whole_weights(micro_model, tmp_path, strategy):
     out = tmp_path / "run"

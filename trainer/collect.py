@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from thinkgym.rewards.format import overlong_penalty
 from thinkgym.trainer import distributed
 from thinkgym.trainer.batching import per_token
 from thinkgym.trainer.config import Config
+from thinkgym.trainer.engines import holds_own_weights
 from thinkgym.trainer.engines.rollouts import Rollouts, concat, select
 from thinkgym.trainer.evaluation.samples import render_prompts
 from thinkgym.trainer.losses import informative_groups
@@ -77,16 +78,78 @@ class Batch:
 
 def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSampler, workers) -> Batch:
     """Generate and score until B informative groups are in hand (dynamic
-    sampling) or the extra rounds run out; every rank returns as many groups."""
+    sampling) or the extra rounds run out; every rank returns as many groups.
+    The trainer's log-probs are computed while the rewards are scored."""
+    return assemble_batch(sample_groups(step, config, policy, sampler, workers), config, policy)
+
+
+@dataclasses.dataclass
+class Groups:
+    """What :func:`sample_groups` kept (not yet trimmed to what every rank has)."""
+
+    step: int
+    kept: list[tuple[Rollouts, torch.Tensor]]  # (rollouts, rewards) per env and round
+    have: int  # groups kept
+    rounds: int
+    tally: _Tally
+    trainer_logprobs: bool  # whether the rollouts' old and reference log-probs are filled
+
+
+class InFlight:
+    """At most one :func:`sample_groups` call running in a thread of its own
+    (``train.off_policy_steps``: step s+1's groups while step s trains)."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="thinkgym-rollout")
+        self._step: int | None = None
+        self._future: Future | None = None
+
+    def start(self, step: int, config: Config, policy: Policy, sampler: TaskSampler, workers) -> None:
+        """Sample ``step``'s groups, without the trainer's log-probs (the policy is training meanwhile)."""
+        threads = torch.get_num_threads()  # a new thread starts with torch's default, not train.cpu_threads
+        self._step = step
+        self._future = self._pool.submit(_with_threads, threads, sample_groups, step, config, policy, sampler, workers,
+                                         False)
+
+    def wait(self) -> None:
+        """Until the groups in flight (if any) are sampled: the engine is free."""
+        if self._future is not None:
+            wait([self._future])
+
+    def take(self, step: int) -> Groups | None:
+        """``step``'s groups if they were started (waiting for them), else None.
+        Raises what the sampling raised."""
+        if self._step != step:
+            return None
+        future, self._step, self._future = self._future, None, None
+        return future.result()
+
+
+def _with_threads(threads: int, fn, *args):
+    torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def needs_old_logprobs(config: Config) -> bool:
+    """Whether the update needs the sampling policy's log-probs computed before it starts.
+    With one optimizer step per batch the policy is still the sampling policy when the
+    loss is computed: its own detached log-probs are the old ones (ratio 1). PPO's
+    per-token KL reward needs them too. The other objectives have no ratio."""
+    t, algo = config.train, config.algorithm.resolve()
+    return algo.objective in ("grpo", "ppo") and (
+        t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * t.group_size or algo.uses_critic)
+
+
+def sample_groups(step: int, config: Config, policy: Policy, sampler: TaskSampler, workers,
+                  trainer_logprobs: bool = True) -> Groups:
+    """Step ``step``'s groups, sampled with ``policy.engine`` and scored. Without
+    ``trainer_logprobs`` neither the policy nor its reference is touched (the
+    policy may be training in another thread): :func:`assemble_batch` computes
+    their log-probs instead. No collectives."""
     t, algo = config.train, config.algorithm.resolve()
     g, wanted = t.group_size, t.prompts_per_step // distributed.world()
-    # With one optimizer step per batch the policy is still the sampling policy when
-    # the loss is computed: its own detached log-probs are the old ones (ratio 1).
-    # PPO's per-token KL reward needs them too.
-    # The other objectives have no ratio.
-    needs_old = algo.objective in ("grpo", "ppo") and (
-        t.epochs_per_batch > 1 or t.mini_batch_size < t.prompts_per_step * g or algo.uses_critic)
-    tally = _Tally()
+    needs_old = trainer_logprobs and needs_old_logprobs(config)
+    tally = _Tally(policy.engine.lag if holds_own_weights(policy.engine) else None)
     kept: list[tuple[Rollouts, torch.Tensor]] = []
     have, rounds = 0, 0
     while have < wanted and rounds <= (config.algorithm.max_resample_rounds if algo.informative_only else 0):
@@ -98,7 +161,7 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
                 continue
             name = env.unwrapped.spec.id if env.unwrapped.spec else f"env{e}"
             rollouts, rewards, judged = _sample_and_score(name, env, sampler.reward_models[e], tasks, config, policy,
-                                                          needs_old, workers, tally)
+                                                          trainer_logprobs, needs_old, workers, tally)
             informative = informative_groups(rewards, g)
             tally.groups(len(tasks), int((~informative).sum()))
             keep = informative if algo.informative_only else torch.ones_like(informative)
@@ -107,43 +170,70 @@ def collect_batch(step: int, config: Config, policy: Policy, sampler: TaskSample
             if keep.any():
                 kept.append((select(rollouts, keep), rewards[keep]))
                 have += int(keep.sum()) // g
+    return Groups(step, kept, have, rounds, tally, trainer_logprobs)
+
+
+def assemble_batch(groups: Groups, config: Config, policy: Policy, staleness_added: int = 0) -> Batch:
+    """The batch of ``groups``, trimmed to as many groups as every rank has, with
+    the trainer's log-probs where :func:`sample_groups` left them out. All ranks
+    call it. ``staleness_added``: optimizer steps taken since the groups were sampled."""
+    t, algo = config.train, config.algorithm.resolve()
+    g, wanted = t.group_size, t.prompts_per_step // distributed.world()
     # Dynamic sampling may overshoot (trim to B groups) or fall short, and sandbox
     # failures drop groups; all ranks train on the same number of groups, so their
     # optimizer steps line up, and all stop together when one has none.
-    n_keep = min(distributed.gather(min(have, wanted))) * g
+    n_keep = min(distributed.gather(min(groups.have, wanted))) * g
     if n_keep == 0:
-        raise RuntimeError(f"step {step}: a process had only groups with equal rewards or a sandbox failure "
-                           f"({tally.infra_errors} completions here) in {rounds} rounds; nothing to learn from")
-    rollouts = concat([k[0] for k in kept], policy.tokenizer.pad_token_id)
+        raise RuntimeError(f"step {groups.step}: a process had only groups with equal rewards or a sandbox failure "
+                           f"({groups.tally.infra_errors} completions here) in {groups.rounds} rounds; "
+                           f"nothing to learn from")
+    rollouts = concat([k[0] for k in groups.kept], policy.tokenizer.pad_token_id)
     rollouts = select(rollouts, torch.arange(rollouts.completion_ids.shape[0]) < n_keep)
-    rewards = torch.cat([k[1] for k in kept])[:n_keep]
+    rewards = torch.cat([k[1] for k in groups.kept])[:n_keep]
+    if not groups.trainer_logprobs:
+        start = time.perf_counter()
+        _trainer_logprobs(rollouts, config, policy, needs_old_logprobs(config))
+        groups.tally.time["logprobs"] += time.perf_counter() - start
     loss_mask = rollouts.completion_mask.clone()
     if algo.overlong == "mask_truncated":
         loss_mask[rollouts.truncated] = 0
-    return Batch(rollouts, rewards, loss_mask, tally.metrics(rounds), tally.samples)
+    metrics = groups.tally.metrics(groups.rounds)
+    if "rollout/staleness" in metrics:
+        metrics["rollout/staleness"] += staleness_added
+    return Batch(rollouts, rewards, loss_mask, metrics, groups.tally.samples)
+
+
+def _trainer_logprobs(rollouts: Rollouts, config: Config, policy: Policy, needs_old: bool) -> None:
+    """Fill ``rollouts``' old log-probs (when ``needs_old``) and its reference log-probs (when there is a reference)."""
+    t, temperature = config.train, config.sampling.temperature
+    if needs_old:
+        rollouts.old_logprobs = batch_logprobs(policy.model, rollouts, t.micro_batch_size, temperature,
+                                               t.bucket_by_length)
+    if policy.reference is not None:
+        rollouts.ref_logprobs = batch_logprobs(policy.reference, rollouts, t.micro_batch_size, temperature,
+                                               t.bucket_by_length)
 
 
 def _sample_and_score(name: str, env, reward_models: list, tasks: list[dict], config: Config, policy: Policy,
-                      needs_old: bool, workers, tally: _Tally) -> tuple[Rollouts, torch.Tensor, torch.Tensor]:
+                      trainer_logprobs: bool, needs_old: bool, workers,
+                      tally: _Tally) -> tuple[Rollouts, torch.Tensor, torch.Tensor]:
     """(rollouts, rewards, judged) of G completions for each of ``tasks``; ``judged``
-    is false where the sandbox failed. Fills the rollouts' old and reference log-probs.
+    is false where the sandbox failed. With ``trainer_logprobs``, fills the rollouts'
+    old and reference log-probs while the rewards are scored.
     ``reward_models`` add their weighted scores to the env's rewards."""
     t, sampling, algo = config.train, config.sampling, config.algorithm.resolve()
     g, base = t.group_size, env.unwrapped
     prompts, chat = render_prompts(base, policy.tokenizer, tasks)
     start = time.perf_counter()
-    policy.model.eval()
+    if trainer_logprobs:  # else the policy is training: the engine samples from weights of its own
+        policy.model.eval()
     rollouts = policy.engine.generate(prompts, g, sampling, add_special_tokens=not chat)
     tally.time["generate"] += time.perf_counter() - start
     repeated = [task for task in tasks for _ in range(g)]
     scoring = _SCORER.submit(_timed, base.score_many, rollouts.texts, repeated, workers)
     start = time.perf_counter()
-    if needs_old:
-        rollouts.old_logprobs = batch_logprobs(policy.model, rollouts, t.micro_batch_size, sampling.temperature,
-                                               t.bucket_by_length)
-    if policy.reference is not None:
-        rollouts.ref_logprobs = batch_logprobs(policy.reference, rollouts, t.micro_batch_size, sampling.temperature,
-                                               t.bucket_by_length)
+    if trainer_logprobs:
+        _trainer_logprobs(rollouts, config, policy, needs_old)
     tally.time["logprobs"] += time.perf_counter() - start
     start = time.perf_counter()
     scored, seconds = scoring.result()
@@ -174,7 +264,8 @@ def _timed(fn, *args):
 class _Tally:
     """A step's statistics over everything sampled, kept or not (the metrics' bookkeeping)."""
 
-    def __init__(self):
+    def __init__(self, staleness: int | None):
+        self.staleness = staleness  # optimizer steps the engine's weights lagged the policy's (None: it samples from the policy)
         self.rewards, self.lengths, self.truncated = [], [], []
         self.components: dict[str, list[float]] = {}
         self.accuracy: dict[str, list[float]] = {}
@@ -209,6 +300,8 @@ class _Tally:
                    "zero_variance_groups_frac": self.flat_groups / max(self.seen_groups, 1), "sampling_rounds": rounds,
                    **{f"time/{k}": v for k, v in self.time.items()}, "score/infra_errors": self.infra_errors,
                    "rollout_tokens_per_s": lengths.sum().item() / max(self.time["generate"], 1e-9)}
+        if self.staleness is not None:
+            metrics["rollout/staleness"] = self.staleness
         metrics.update({f"reward/{k}": sum(v) / len(v) for k, v in self.components.items()})
         metrics.update({f"accuracy/{k}": sum(v) / len(v) for k, v in self.accuracy.items() if v})  # v empty: all failed
         return metrics

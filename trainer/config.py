@@ -159,6 +159,7 @@ class TrainConfig:
     cpu_threads: int = 1  # torch intra-op threads; 0: torch's default. The tiny model runs fastest on 1
     score_workers: int = 0  # reward scoring processes; 0: one per core
     strategy: Literal["ddp", "fsdp"] = "ddp"  # >1 process: ddp copies the model; fsdp shards it, its grads and AdamW state
+    off_policy_steps: int = 0  # 1: step s+1's rollouts are sampled (from a copy of step s's weights) while step s trains
 
 
 @dataclass
@@ -244,6 +245,14 @@ def check(c: Config) -> None:
         raise ConfigError(f"rejection.top_k must be >= 0, got {c.rejection.top_k}")
     if not 0 < t.lr < 1:
         raise ConfigError(f"train.lr must be in (0, 1), got {t.lr}")
+    if t.off_policy_steps not in (0, 1):
+        raise ConfigError(f"train.off_policy_steps must be 0 (on-policy) or 1, got {t.off_policy_steps}")
+    if t.off_policy_steps and algo.objective != "grpo":
+        raise ConfigError(f"train.off_policy_steps is for the group-relative objectives; algorithm.objective "
+                          f"{algo.objective} samples on-policy")
+    if t.off_policy_steps and not c.sampling.tis_cap:
+        raise ConfigError("train.off_policy_steps: 1 needs sampling.tis_cap (e.g. 2.0): the importance weight "
+                          "p_policy / p_rollout, truncated, is what corrects rollouts one step stale")
     problems = sampling_problems(c.sampling, key=lambda name: f"sampling.{name}")
     if problems:
         raise ConfigError(problems[0])

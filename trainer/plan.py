@@ -36,7 +36,8 @@ def describe_plan(config: Config, processes: int = 1) -> str:
              f"mini-batch {t.mini_batch_size}, micro-batch {t.micro_batch_size}"
              f"{' (bucketed by length)' if t.bucket_by_length else ''}, mu={t.epochs_per_batch}",
              f"sampling     temperature {s.temperature}, top_p {s.top_p}, max_new_tokens {s.max_new_tokens}, stop {s.stop}, "
-             f"engine {s.engine}" + (" (held-out accuracy)" if from_data else ""),
+             f"engine {s.engine}" + (" (held-out accuracy)" if from_data else "")
+             + (f", one step off-policy (tis_cap {s.tis_cap})" if t.off_policy_steps else ""),
              _objective_line(config, algo),
              f"optimizer    AdamW lr {t.lr}, warmup {t.warmup_steps}, then {t.lr_schedule}, weight decay {t.weight_decay}, grad clip {t.max_grad_norm}",
              *([_critic_line(config)] if algo.uses_critic else []),

@@ -25,10 +25,11 @@ import thinkgym
 from thinkgym.trainer import checkpoint as ckpt, distributed
 from thinkgym.trainer.accumulate import lr_factor, make_optimizer
 from thinkgym.trainer.algorithm_config import AlgorithmConfig
-from thinkgym.trainer.collect import Batch, TaskSampler, prompt_key
+from thinkgym.trainer.collect import Batch, InFlight, TaskSampler, prompt_key
 from thinkgym.trainer.config import Config, offline
 from thinkgym.trainer.data import Dataset, load_preferences, load_sft
-from thinkgym.trainer.engines import make_engine
+from thinkgym.trainer.engines import holds_own_weights, make_engine
+from thinkgym.trainer.engines.snapshot import SnapshotEngine
 from thinkgym.trainer.engines.vllm import VLLMEngine
 from thinkgym.trainer.dpo import DPO
 from thinkgym.trainer.grpo import GRPO
@@ -87,6 +88,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     shuffle_rng: torch.Generator  # mini-batch order
+    in_flight: InFlight = dataclasses.field(default_factory=InFlight)  # rollouts sampled while a step trains
 
 
 def resolve_device(name: str) -> str:
@@ -161,7 +163,11 @@ def setup_run(config: Config, envs, eval_envs, data: tuple[Dataset | None, Datas
         if dataset is not None:
             dataset.render(tokenizer)
     # Before wrapping: the vllm engine loads the whole weights, which FSDP is about to shard.
-    engine = make_engine(config.sampling.engine, model, tokenizer, config.sampling, t.seed + distributed.rank())
+    def make(weights):
+        return make_engine(config.sampling.engine, weights, tokenizer, config.sampling, t.seed + distributed.rank())
+
+    # Off-policy rollouts are sampled while the policy trains: from weights of the engine's own.
+    engine = SnapshotEngine(model, make) if t.off_policy_steps and config.sampling.engine != "vllm" else make(model)
     module = distributed.wrap(model, device, t.strategy)
     if config.sampling.tis_cap and not engine.reports_logprobs:
         raise ConfigError(f"sampling.tis_cap needs an engine that reports its log-probs; sampling.engine "
@@ -241,15 +247,15 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     logger = RunLogger(out, config.output, total=t.steps, start=step, progress=progress) if main else None
     while step < t.steps:
         started = time.perf_counter()
-        lag = rollout_lag(run)
         batch, stats = objective.step(step)
         step += 1
-        stats.update(lag, **sync_engine(run))
+        stats.update(sync_engine(run))
         metrics = step_metrics(batch, stats, run, time.perf_counter() - started)
         if main:
             logger.log(step, {"step": step, **metrics}, batch.samples)
         if step % config.output.checkpoint_every == 0 or step == t.steps:
             save(run, objective, step, before)
+    sync_engine(run, stepped=False)  # the held-out accuracy of the policy, not of an engine that lags (sync_every)
     with distributed.full_params(run.module):
         after = objective.evaluate(progress and main)
     if isinstance(run.policy.engine, VLLMEngine):
@@ -267,24 +273,21 @@ def train(config: Config, resume: bool = False, log: Callable[[str], None] = pri
     return summary
 
 
-def rollout_lag(run: Run) -> dict[str, float]:
-    """``rollout/staleness``: how many optimizer steps the weights about to
-    sample lag behind the policy's (only the vllm engine holds weights of its own)."""
+def sync_engine(run: Run, stepped: bool = True) -> dict[str, float]:
+    """After an optimizer step (``stepped``): an engine with weights of its own (vllm,
+    or the off-policy copy) loads the policy's when it says so (``sampling.vllm.sync_every``),
+    once the rollouts it is sampling (off-policy) are done; every rank its own engine,
+    from whole weights under FSDP. Without ``stepped`` (before the held-out
+    evaluation), whenever it lags. An engine made on resume starts from the checkpoint's weights."""
     engine = run.policy.engine
-    return {"rollout/staleness": engine.lag} if isinstance(engine, VLLMEngine) else {}
-
-
-def sync_engine(run: Run) -> dict[str, float]:
-    """After an optimizer step: the vllm engine loads the policy's weights when
-    ``sampling.vllm.sync_every`` says so (every rank its own engine, from whole
-    weights under FSDP). An engine made on resume starts from the checkpoint's weights, lag 0."""
-    engine = run.policy.engine
-    if not isinstance(engine, VLLMEngine) or not engine.policy_stepped():
+    if not holds_own_weights(engine) or not (engine.policy_stepped() if stepped else engine.lag):
         return {}
     started = time.perf_counter()
+    run.in_flight.wait()
+    waited, started = time.perf_counter() - started, time.perf_counter()
     with distributed.full_params(run.module):
         engine.load_weights(run.policy.model)
-    return {"time/weight_sync": time.perf_counter() - started}
+    return {"time/rollout_wait": waited, "time/weight_sync": time.perf_counter() - started}
 
 
 def step_metrics(batch: Batch, stats: dict[str, float], run: Run, step_time: float) -> dict[str, float]:

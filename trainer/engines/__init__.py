@@ -7,8 +7,9 @@ of finished rows, stop strings checked on new tokens only, and a cheap exact
 sampler. It also returns the log-prob of each sampled token under the sampling
 distribution, which the trainer compares with its own (the mismatch metric and
 truncated importance sampling). ``vllm`` is vLLM in this process, its weights
-loaded in place after optimizer steps (``load_weights``); the other engines
-sample from the policy's own weights, so they have nothing to load."""
+loaded in place after optimizer steps (``load_weights``); hf and static
+sample from the policy's own weights, so they have nothing to load, except
+when off-policy rollouts wrap them in a ``SnapshotEngine`` over a copy."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from thinkgym.trainer.engines.hf import HFEngine
 from thinkgym.trainer.engines.rollouts import Rollouts
+from thinkgym.trainer.engines.snapshot import SnapshotEngine
 from thinkgym.trainer.engines.static import StaticCacheEngine
 from thinkgym.trainer.engines.vllm import VLLMEngine
 from thinkgym.trainer.sampling import Sampling
@@ -31,6 +33,13 @@ class RolloutEngine(Protocol):
 
 
 ENGINES = {"hf": HFEngine, "static": StaticCacheEngine, "vllm": VLLMEngine}
+
+
+def holds_own_weights(engine) -> bool:
+    """Whether ``engine`` samples from weights of its own, which lag behind the
+    policy's until its ``load_weights(model)`` (``lag``: by how many optimizer steps;
+    ``policy_stepped()``: counts one and says whether it is time to load)."""
+    return isinstance(engine, (VLLMEngine, SnapshotEngine))
 
 
 class EngineFallbackWarning(UserWarning):

@@ -140,6 +140,11 @@ class TextEnv(gymnasium.Env):
             prompt string) or ``"r1_zero"`` (the DeepSeek-R1-Zero base-model
             template, ending in ``<think>``, which is prepended to completions
             before scoring).
+        prefill: text the response starts with, for the ``chat`` and ``text``
+            styles (e.g. ``"<think>"``, R1-Zero's opening for a chat model): a
+            sampler puts it after the prompt (for chat, after the template's
+            generation prompt; :attr:`prefill`), the model continues it, and it
+            is prepended to completions before scoring.
         max_turns: > 1 makes the env multi-turn: a completion scoring below
             ``success_threshold`` gets ``feedback`` (formatted with the task's
             fields and ``reason``) as the next user message.
@@ -148,19 +153,22 @@ class TextEnv(gymnasium.Env):
     metadata = {"render_modes": ["ansi"]}
 
     def __init__(self, tasks: Sequence[Task], rewards: Sequence[Reward], *, prompt: str = "{question}",
-                 system: str | None = None, style: str = "chat", max_turns: int = 1,
+                 system: str | None = None, style: str = "chat", prefill: str = "", max_turns: int = 1,
                  feedback: str = "That is not right yet ({reason}). Try again.", success_threshold: float | None = None,
                  render_mode: str | None = None):
         if len(tasks) == 0:
             raise EnvError("the task set is empty")
         if not rewards:
             raise EnvError("an environment needs at least one reward")
-        for name, value in (("prompt", prompt), ("feedback", feedback), ("system", system)):
+        for name, value in (("prompt", prompt), ("feedback", feedback), ("system", system), ("prefill", prefill)):
             if value is not None and not isinstance(value, str):
                 raise EnvError(f"{name} must be a string template, got {type(value).__name__} {value!r} "
                                "(on the command line, quote it: 'prompt=\"{question}\"')")
         if style not in STYLES:
             raise EnvError(f"unknown prompt style {style!r}; choose one of {STYLES}")
+        if prefill and style == "r1_zero":
+            raise EnvError("prefill is for the chat and text styles: r1_zero's template already ends the prompt "
+                           "with <think>")
         if max_turns < 1 or (max_turns > 1 and style != "chat"):
             raise EnvError(f"max_turns must be >= 1 (and 1 unless style='chat'), got {max_turns} with style={style!r}")
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -168,7 +176,8 @@ class TextEnv(gymnasium.Env):
         self.tasks, self.rewards, self.prompt, self.system, self.style = tasks, list(rewards), prompt, system, style
         self.max_turns, self.feedback, self.render_mode = max_turns, feedback, render_mode
         self._success_threshold = success_threshold
-        self.completion_prefix = "<think>" if style == "r1_zero" else ""
+        self.prefill = prefill  # what a sampler appends to the rendered prompt
+        self.completion_prefix = "<think>" if style == "r1_zero" else prefill  # prepended to completions when scored
         self.observation_space = ChatSpace() if style == "chat" else TextSpace()
         self.action_space = TextSpace()
         first = tasks[0]
@@ -224,7 +233,7 @@ class TextEnv(gymnasium.Env):
             raise EnvError(f"the action must be a completion string, got {type(action).__name__}")
         scored = self.score(action, self.task)
         self._turn += 1
-        self._messages = self._messages + [{"role": "assistant", "content": action}]
+        self._messages = self._messages + [{"role": "assistant", "content": self.prefill + action}]
         solved = scored.reward >= self.success_threshold
         terminated = solved or self.max_turns == 1
         truncated = not terminated and self._turn >= self.max_turns

@@ -76,16 +76,18 @@ def spec(id: str) -> gymnasium.envs.registration.EnvSpec:
     return gymnasium.registry[id]
 
 
-def make(id: str, *, think_format: float | None = None, **kwargs: Any) -> gymnasium.Env:
+def make(id: str, *, think_format: float | None = None, tag_count: float | None = None, **kwargs: Any) -> gymnasium.Env:
     """Make env ``id`` with its registered kwargs updated by ``kwargs``.
-    ``think_format=w`` wraps it in :class:`~thinkgym.envs.think.ThinkFormat` with weight ``w``."""
+    ``think_format=w`` (and/or ``tag_count=w``) wraps it in
+    :class:`~thinkgym.envs.think.ThinkFormat`: the strict format reward (the
+    partial-credit one) of weight ``w``."""
     env_spec = spec(id)
     creator = load_env_creator(env_spec.entry_point) if isinstance(env_spec.entry_point, str) else env_spec.entry_point
     env = creator(**{**env_spec.kwargs, **kwargs})
     env.spec = env_spec
-    if think_format is not None:
+    if think_format is not None or tag_count is not None:
         from thinkgym.envs.think import ThinkFormat
-        env = ThinkFormat(env, weight=think_format)
+        env = ThinkFormat(env, weight=think_format, tag_count=tag_count)
     return env
 
 

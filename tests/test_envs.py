@@ -67,6 +67,34 @@ def test_styles_and_think_format_wrapper():
     assert obs[0]["role"] == "system" and "<think>" in obs[0]["content"]
 
 
+def test_prefill_opens_the_response_and_is_scored_with_it():
+    """A chat model prefilled with <think> (R1-Zero's opening): the rendered prompt
+    ends with it after the generation prompt, and the completion continues it."""
+    from thinkgym.trainer.evaluation.samples import render_prompts
+    from thinkgym.trainer.models.tiny_tokenizer import build_tokenizer
+
+    env = ThinkFormat(TextEnv(TASKS, [Reward("accuracy", exact_match)], prefill="<think>"), weight=1.0, tag_count=0.5)
+    base = env.unwrapped
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
+    (prompt,), chat = render_prompts(base, tokenizer, TASKS[:1])
+    assert chat and prompt.endswith("[user] Say A\n[assistant] <think>")
+    env.reset(options={"task_id": "t1"})
+    obs, reward, _, _, info = env.step(" A is asked for </think> <answer>A</answer>")
+    assert info["rewards"] == {"accuracy": 0.0, "think_format": 1.0, "tag_count": 1.0} and reward == 1.5
+    assert obs[-1] == {"role": "assistant", "content": "<think> A is asked for </think> <answer>A</answer>"}
+    # Partial credit: <think> (the prefill) and </think> placed, no answer yet.
+    assert base.score(" A is asked for </think> and so on", TASKS[0]).rewards == \
+        {"accuracy": 0.0, "think_format": 0.0, "tag_count": 0.5}
+    text = TextEnv(TASKS, [Reward("accuracy", exact_match)], style="text", prefill="Answer:")
+    assert render_prompts(text, tokenizer, TASKS[1:2]) == (["Say BAnswer:"], False)
+    assert text.score(" B", TASKS[1]).rewards == {"accuracy": 0.0}  # scored as "Answer: B"
+    with pytest.raises(EnvError, match="r1_zero's template already ends the prompt with <think>"):
+        TextEnv(TASKS, [Reward("accuracy", exact_match)], style="r1_zero", prefill="<think>")
+    with pytest.raises(EnvError, match="prefill must be a string"):
+        TextEnv(TASKS, [Reward("accuracy", exact_match)], prefill=1)
+
+
 def test_bad_construction_and_use():
     with pytest.raises(EnvError, match="empty"):
         TextEnv([], [Reward("accuracy", exact_match)])

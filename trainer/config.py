@@ -47,6 +47,7 @@ class EnvConfig:
     id: str
     weight: float = 1.0  # share of prompts drawn from this env
     think_format: Optional[float] = None  # weight of think_format_reward, if added
+    tag_count: Optional[float] = None  # weight of tag_count_reward (partial format credit), if added
     kwargs: dict[str, Any] = field(default_factory=dict)
     reward_models: list[RewardModelConfig] = field(default_factory=list)  # learnt reward components, added to the env's
     eval_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides for the held-out env, e.g. {seed: 0} or {split: test}

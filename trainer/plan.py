@@ -28,7 +28,8 @@ def describe_plan(config: Config, processes: int = 1) -> str:
     lines = [f"model        {config.model.path} ({config.model.dtype}, device {t.device})",
              f"processes    {processes}" + (f" ({t.strategy}, {rows // processes if from_data else t.prompts_per_step // processes} "
                                             f"{'rows' if from_data else 'prompts'} each)" if processes > 1 else ""),
-             "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''})"
+             "envs         " + ", ".join(f"{e.id} (weight {e.weight}{', think_format ' + str(e.think_format) if e.think_format else ''}"
+                                       f"{', tag_count ' + str(e.tag_count) if e.tag_count else ''})"
                                        for e in config.envs) + _envs_role(algo.objective, from_data),
              *([f"data         {config.data.path}" + (f", held-out pairs {config.data.eval_path}"
                                                         if config.data.eval_path else "")] if from_data else []),

@@ -110,7 +110,7 @@ def make_envs(config: Config, held_out: bool) -> list:
     envs = []
     for spec in config.envs:
         kwargs = {**spec.kwargs, **(spec.eval_kwargs if held_out else {})}
-        envs.append(thinkgym.make(spec.id, think_format=spec.think_format, **kwargs))
+        envs.append(thinkgym.make(spec.id, think_format=spec.think_format, tag_count=spec.tag_count, **kwargs))
     return envs
 
 

@@ -19,14 +19,16 @@ from thinkgym.trainer.engines import RolloutEngine
 
 def render_prompts(env, tokenizer, tasks) -> tuple[list[str], bool]:
     """Prompt strings for ``tasks``; chat messages go through the tokenizer's chat
-    template. Returns (prompts, is_chat)."""
+    template. Each ends with the env's ``prefill``, which the completions continue.
+    Returns (prompts, is_chat)."""
     prompts = [env.prompt_of(t) for t in tasks]
-    if prompts and isinstance(prompts[0], list):
+    chat = bool(prompts) and isinstance(prompts[0], list)
+    if chat:
         if tokenizer.chat_template is None:
             raise ValueError("a chat-style environment needs a tokenizer with a chat template; "
                              "use style: text or r1_zero for base models")
-        return [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts], True
-    return prompts, False
+        prompts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    return [p + env.prefill for p in prompts], chat
 
 
 @dataclass

@@ -10,6 +10,7 @@ memory, and for the off-policy run the rollout/trainer log-prob gap, which now
 holds one optimizer step of staleness.
 
 Usage:  python benchmarks/off_policy.py [--recipe tiny|smollm2] [--steps N] [--set KEY=VALUE ...]
+            [--off-set KEY=VALUE ...]   (the off-policy run only, e.g. train.cpu_threads=1)
 Prints the figures and markdown rows for benchmarks/RESULTS.md.
 """
 
@@ -59,6 +60,8 @@ def main() -> int:
     parser.add_argument("--recipe", choices=RECIPES, default="tiny")
     parser.add_argument("--steps", type=int, default=None, help="train.steps (default: the recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for both runs")
+    parser.add_argument("--off-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for the off-policy run only")
     parser.add_argument("--out", default=None, help="folder for the runs (default: a fresh temporary one)")
     args = parser.parse_args()
     config, model = RECIPES[args.recipe]
@@ -67,9 +70,9 @@ def main() -> int:
     # Build (or convert) the model first, so neither run's wall time includes it.
     subprocess.run([sys.executable, "-c", f"from thinkgym.trainer.models.builtin import resolve_model; "
                                           f"resolve_model({model!r})"], check=True)
-    results = {"on-policy": run(config, common, out / "on"), "one step off-policy": run(config, common + OFF_POLICY,
+    results = {"on-policy": run(config, common, out / "on"), "one step off-policy": run(config, common + OFF_POLICY + args.off_set,
                                                                                        out / "off")}
-    print(f"\n{config.name} {' '.join(common)}")
+    print(f"\n{config.name} {' '.join(common)}" + (f"; off-policy run: {' '.join(args.off_set)}" if args.off_set else ""))
     print("| rollouts | held-out before | after | gain (points) | step time | generate | update | wall time "
           "| staleness | log-prob gap | reward, last quarter | peak RSS |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -32,7 +32,10 @@ without a vLLM server); thinkgym also buckets micro-batches by length (its
 default). ``--sides`` adds the vLLM columns: ``thinkgym+vllm``
 (``sampling.engine: vllm``) and ``trl+vllm`` (``use_vllm=True,
 vllm_mode="colocate"``, TRL's counterpart), each side's generation timed
-around its vLLM ``generate``.
+around its vLLM ``generate``; and ``thinkgym+offpolicy``
+(``train.off_policy_steps: 1`` with ``sampling.tis_cap: 2``: the next step's
+rollouts sampled in a thread while this one trains; its generation overlaps the
+step, so only its step time and step tokens/s compare).
 
 Each run is a subprocess of its own, so peak memory (``VmHWM``, the peak
 resident set of the training process; on CUDA ``torch.cuda.max_memory_allocated``)
@@ -150,8 +153,9 @@ def model_dir(name: str, layers: int | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Shared settings (both workers)
 
-SIDES = ("thinkgym", "thinkgym+vllm", "trl", "trl+vllm")
-NAMES = {"thinkgym": "thinkgym", "thinkgym+vllm": "thinkgym+vLLM", "trl": "TRL", "trl+vllm": "TRL+vLLM"}
+SIDES = ("thinkgym", "thinkgym+vllm", "thinkgym+offpolicy", "trl", "trl+vllm")
+NAMES = {"thinkgym": "thinkgym", "thinkgym+vllm": "thinkgym+vLLM", "thinkgym+offpolicy": "thinkgym off-policy",
+         "trl": "TRL", "trl+vllm": "TRL+vLLM"}
 
 
 def thinkgym_overrides(spec: dict, out_dir: str) -> list[str]:
@@ -166,7 +170,8 @@ def thinkgym_overrides(spec: dict, out_dir: str) -> list[str]:
             "sampling.temperature=1.0", "sampling.top_p=1.0", f"sampling.max_new_tokens={spec['max_new_tokens']}",
             "algorithm.preset=dr_grpo", "algorithm.kl=k3", f"algorithm.beta={spec['beta']}",
             f"output.dir={out_dir}", "output.eval_tasks=1", f"output.checkpoint_every={10**6}",
-            f"output.samples_every={10**6}"]
+            f"output.samples_every={10**6}",
+            *(["train.off_policy_steps=1", "sampling.tis_cap=2.0"] if spec.get("off_policy") else [])]
 
 
 def peak_rss_mb() -> float:
@@ -213,7 +218,7 @@ def run_thinkgym(spec: dict) -> dict:
               "score_s": r.get("time/score_wait", r.get("time/score", 0.0)),
               "logprobs_s": r.get("time/logprobs", 0.0), "update_s": r.get("time/update", 0.0),
               "tokens": r["length/mean"] * n, "peak_mb": m, "threads": t,
-              "reward": r["reward/mean"], "truncated": r["truncated_frac"]}
+              "reward": r["reward/mean"], "truncated": r["truncated_frac"], "overlapped": bool(spec.get("off_policy"))}
              for r, m, t in zip(rows, memory, threads)]
     return {"steps": steps}
 
@@ -311,7 +316,8 @@ def _timed(generate, timing: dict):
 def worker(side: str, spec_json: str, result_path: str) -> None:
     spec = json.loads(spec_json)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = (run_thinkgym if side.startswith("thinkgym") else run_trl)({**spec, "vllm": side.endswith("+vllm")})
+    result = (run_thinkgym if side.startswith("thinkgym") else run_trl)({**spec, "vllm": side.endswith("+vllm"),
+                                                                           "off_policy": side.endswith("+offpolicy")})
     result["peak_mb_process"] = peak_memory_mb(spec["device"])
     Path(result_path).write_text(json.dumps(result))
 
@@ -361,7 +367,9 @@ def summarize(runs: list[dict], warmup: int) -> dict:
         "generate_s": statistics.median(s["generate_s"] for s in steps),
         "tokens": statistics.median(s["tokens"] for s in steps),
         "rollout_tps": statistics.median(s["tokens"] / s["generate_s"] for s in steps),
-        "train_tps": statistics.median(s["tokens"] / max(s["step_s"] - s["generate_s"] - s["score_s"], 1e-9)
+        # Off-policy, generation overlaps the step: training is the log-probs and the update.
+        "train_tps": statistics.median(s["tokens"] / max(s["logprobs_s"] + s["update_s"] if s.get("overlapped") else
+                                                         s["step_s"] - s["generate_s"] - s["score_s"], 1e-9)
                                        for s in steps),
         "step_tps": statistics.median(s["tokens"] / s["step_s"] for s in steps),
         "score_wait_s": statistics.median(s["score_s"] for s in steps),

@@ -302,6 +302,20 @@ def test_sync_every_k_steps_logs_the_staleness(micro_model, tmp_path):
 
 
 @needs_vllm
+def test_a_lagging_engine_loads_the_last_weights_before_the_held_out_evaluation(micro_model, tmp_path, monkeypatch):
+    from thinkgym.trainer.engines.vllm import VLLMEngine
+
+    loads = []
+    original = VLLMEngine.load_weights
+    monkeypatch.setattr(VLLMEngine, "load_weights", lambda self, model: (loads.append(self.lag), original(self, model)))
+    out = tmp_path / "run"
+    config = load_config(vllm_config(tmp_path / "c.yaml", micro_model, out, steps=4), ["sampling.vllm.sync_every=3"])
+    train(config, progress=False, log=lambda line: None)
+    # At start-up, after step 3, and after step 4 (lag 1) for the held-out accuracy of the trained policy.
+    assert loads == [0, 3, 1]
+
+
+@needs_vllm
 def test_one_step_off_policy_samples_in_a_thread_from_the_previous_weights(micro_model, tmp_path):
     out = tmp_path / "run"
     path = vllm_config(tmp_path / "c.yaml", micro_model, out, steps=4, prompts_per_step=4, group_size=8,

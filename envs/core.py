@@ -160,7 +160,9 @@ class TextEnv(gymnasium.Env):
             raise EnvError("the task set is empty")
         if not rewards:
             raise EnvError("an environment needs at least one reward")
-        for name, value in (("prompt", prompt), ("feedback", feedback), ("system", system), ("prefill", prefill)):
+        if not isinstance(prefill, str):
+            raise EnvError(f"prefill must be a string, got {type(prefill).__name__} {prefill!r}")
+        for name, value in (("prompt", prompt), ("feedback", feedback), ("system", system)):
             if value is not None and not isinstance(value, str):
                 raise EnvError(f"{name} must be a string template, got {type(value).__name__} {value!r} "
                                "(on the command line, quote it: 'prompt=\"{question}\"')")

@@ -91,8 +91,9 @@ def test_prefill_opens_the_response_and_is_scored_with_it():
     assert text.score(" B", TASKS[1]).rewards == {"accuracy": 0.0}  # scored as "Answer: B"
     with pytest.raises(EnvError, match="r1_zero's template already ends the prompt with <think>"):
         TextEnv(TASKS, [Reward("accuracy", exact_match)], style="r1_zero", prefill="<think>")
-    with pytest.raises(EnvError, match="prefill must be a string"):
-        TextEnv(TASKS, [Reward("accuracy", exact_match)], prefill=1)
+    for bad in (1, None):
+        with pytest.raises(EnvError, match="prefill must be a string"):
+            TextEnv(TASKS, [Reward("accuracy", exact_match)], prefill=bad)
 
 
 def test_bad_construction_and_use():

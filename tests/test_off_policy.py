@@ -33,6 +33,8 @@ def rows(out):
     (["train.off_policy_steps=1"], "train.off_policy_steps: 1 needs sampling.tis_cap"),
     ([*OFF_POLICY, "algorithm.preset=ppo"], "algorithm.objective ppo samples on-policy"),
     ([*OFF_POLICY, "sampling.engine=hf"], "sampling.tis_cap needs an engine that reports its log-probs"),
+    ([*OFF_POLICY, "sampling.engine=vllm", "sampling.vllm.sleep=true"], "with train.off_policy_steps: 1 the engine "
+                                                                         "samples then"),
 ])
 def test_bad_off_policy_settings_are_named(micro_model, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

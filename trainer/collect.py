@@ -106,10 +106,12 @@ class InFlight:
 
     def start(self, step: int, config: Config, policy: Policy, sampler: TaskSampler, workers) -> None:
         """Sample ``step``'s groups, without the trainer's log-probs (the policy is training meanwhile)."""
-        threads = torch.get_num_threads()  # a new thread starts with torch's default, not train.cpu_threads
+        # A new thread starts with torch's default threads, not train.cpu_threads, and on cuda:0, not this rank's GPU.
+        threads = torch.get_num_threads()
+        gpu = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         self._step = step
-        self._future = self._pool.submit(_with_threads, threads, sample_groups, step, config, policy, sampler, workers,
-                                         False)
+        self._future = self._pool.submit(_in_thread, threads, gpu, sample_groups, step, config, policy, sampler,
+                                         workers, False)
 
     def wait(self) -> None:
         """Until the groups in flight (if any) are sampled: the engine is free."""
@@ -125,8 +127,10 @@ class InFlight:
         return future.result()
 
 
-def _with_threads(threads: int, fn, *args):
+def _in_thread(threads: int, gpu: int | None, fn, *args):
     torch.set_num_threads(threads)
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
     return fn(*args)
 
 
@@ -241,8 +245,9 @@ def _sample_and_score(name: str, env, reward_models: list, tasks: list[dict], co
     tally.time["score"] += seconds
     start = time.perf_counter()
     task_prompts = [base.prompt_of(task) for task in repeated] if reward_models else []
+    responses = [base.completion_prefix + text for text in rollouts.texts]  # as the env's own rewards read them
     for model in reward_models:
-        for s, value in zip(scored, model.score(task_prompts, rollouts.texts).tolist()):
+        for s, value in zip(scored, model.score(task_prompts, responses).tolist()):
             s.rewards[model.name] = value
             s.reward += model.weight * value
     tally.time["reward_models"] += time.perf_counter() - start

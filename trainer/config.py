@@ -251,6 +251,9 @@ def check(c: Config) -> None:
     if t.off_policy_steps and algo.objective != "grpo":
         raise ConfigError(f"train.off_policy_steps is for the group-relative objectives; algorithm.objective "
                           f"{algo.objective} samples on-policy")
+    if t.off_policy_steps and c.sampling.engine == "vllm" and c.sampling.vllm.sleep:
+        raise ConfigError("sampling.vllm.sleep frees the engine's GPU memory while the policy trains, but with "
+                          "train.off_policy_steps: 1 the engine samples then: set one or the other")
     if t.off_policy_steps and not c.sampling.tis_cap:
         raise ConfigError("train.off_policy_steps: 1 needs sampling.tis_cap (e.g. 2.0): the importance weight "
                           "p_policy / p_rollout, truncated, is what corrects rollouts one step stale")

@@ -280,14 +280,18 @@ def sync_engine(run: Run, stepped: bool = True) -> dict[str, float]:
     from whole weights under FSDP. Without ``stepped`` (before the held-out
     evaluation), whenever it lags. An engine made on resume starts from the checkpoint's weights."""
     engine = run.policy.engine
-    if not holds_own_weights(engine) or not (engine.policy_stepped() if stepped else engine.lag):
+    if not holds_own_weights(engine):
         return {}
+    # Wait first: the sampling in flight reads the engine's lag and draws from the RNG a checkpoint saves.
     started = time.perf_counter()
     run.in_flight.wait()
-    waited, started = time.perf_counter() - started, time.perf_counter()
+    waited = {"time/rollout_wait": time.perf_counter() - started}
+    if not (engine.policy_stepped() if stepped else engine.lag):
+        return waited
+    started = time.perf_counter()
     with distributed.full_params(run.module):
         engine.load_weights(run.policy.model)
-    return {"time/rollout_wait": waited, "time/weight_sync": time.perf_counter() - started}
+    return {**waited, "time/weight_sync": time.perf_counter() - started}
 
 
 def step_metrics(batch: Batch, stats: dict[str, float], run: Run, step_time: float) -> dict[str, float]:
